@@ -1,0 +1,1 @@
+"""Ground floor: building, saving and opening indexes, each in a content-addressed folder."""

@@ -1,0 +1,1 @@
+"""Top floor: the CLI, the config schema, the runner with its cache and manifests."""

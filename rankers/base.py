@@ -1,0 +1,121 @@
+"""The one protocol every stage follows, after PyTerrier's Transformer.
+
+A stage maps a frame to a run: first stages take queries (`qid, query[, instruction]`), later stages take a
+run (`qid, query, docno, score, rank`). Stages compose with `>>`. Parameters are a pydantic model, visible and
+validated as in scikit-learn; they and `version` are all that may change a stage's output, which is what lets
+the runner cache it under a content address.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from eval.errors import CascadeError
+from indexes.store import ArtifactStore
+
+
+class Params(BaseModel):
+    """Base for stage parameters: unknown keys are errors, values are checked and never coerced silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass
+class Context:
+    """What the runner hands a stage: it never goes looking for datasets or configs itself."""
+
+    store: ArtifactStore
+    corpus: Any = None  # eval.datasets.Corpus, or None for collections without documents
+    data_dir: Path | None = None
+    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    progress: bool = True
+    seed: int = 42
+
+    @property
+    def log_dir(self) -> Path:
+        return self.store.root / "logs"
+
+    def require_corpus(self, stage: str) -> Any:
+        if self.corpus is None:
+            raise CascadeError(f"stage '{stage}' needs a corpus, and this dataset has none")
+        return self.corpus
+
+
+class Stage(ABC):
+    """A pipeline stage. Subclasses set `name`, `Params`, and implement `transform`."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[Params]] = Params
+    version: ClassVar[int] = 1
+    uses_corpus: ClassVar[bool] = False
+
+    def __init__(self, params: Params | None = None, **kwargs: Any) -> None:
+        self.params = params if params is not None else self.Params(**kwargs)
+
+    def prepare(self, ctx: Context) -> None:  # noqa: B027  (optional hook)
+        """Build or open what `transform` needs (an index, a model); timed apart from per-query work."""
+
+    @abstractmethod
+    def transform(self, inp: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+        """Return a run: one row per (qid, docno) with `score`, sorted by qid then rank."""
+
+    def cache_parts(self, ctx: Context) -> dict:
+        """Everything besides the input that decides this stage's output."""
+        parts: dict[str, Any] = {"stage": self.name, "version": self.version, "params": self.get_params()}
+        if self.uses_corpus:
+            parts["corpus"] = ctx.require_corpus(self.name).fingerprint
+        return parts
+
+    def get_params(self) -> dict:
+        return self.params.model_dump(mode="json")
+
+    @property
+    def stages(self) -> list[Stage]:
+        return [self]
+
+    def __rshift__(self, other: Stage) -> Pipeline:
+        return Pipeline([*self.stages, *other.stages])
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{self.name}({args})"
+
+
+class Pipeline(Stage):
+    """Stages applied in order; `a >> b >> c` builds one."""
+
+    name = "pipeline"
+
+    def __init__(self, stages: list[Stage]) -> None:
+        if not stages:
+            raise CascadeError("a pipeline needs at least one stage")
+        self._stages = list(stages)
+        self.params = Params()
+
+    @property
+    def stages(self) -> list[Stage]:
+        return list(self._stages)
+
+    def transform(self, inp: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+        frame = inp
+        for stage in self._stages:
+            frame = with_queries(stage.transform(frame, ctx), inp)
+        return frame
+
+    def __repr__(self) -> str:
+        return " >> ".join(repr(s) for s in self._stages)
+
+
+def with_queries(run: pd.DataFrame, queries: pd.DataFrame) -> pd.DataFrame:
+    """Attach `query` (and `instruction`) to a run, PyTerrier style, so a later stage can read them."""
+    columns = [c for c in queries.columns if c != "qid" and c not in {"docno", "score", "rank"}]
+    base = run.drop(columns=[c for c in columns if c in run.columns])
+    merged = base.merge(queries[["qid", *columns]].drop_duplicates("qid"), on="qid", how="left", sort=False)
+    return merged[["qid", *columns, "docno", "score", "rank"]]

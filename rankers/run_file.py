@@ -1,0 +1,52 @@
+"""A first stage that reads an existing TREC run, so official runs can be re-scored and reranked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from pydantic import Field
+
+from eval.digest import file_digest
+from eval.errors import CascadeError
+from eval.frames import read_run
+from rankers.base import Context, Params, Stage
+
+DATA_PREFIX = "data:"
+
+
+class RunFileParams(Params):
+    path: str = Field(..., min_length=1, description="TREC run; 'data:' prefix = relative to the data dir")
+    k: int | None = Field(None, gt=0, description="keep the top k per query")
+
+
+class RunFile(Stage):
+    """Reads `path`, keeps the queries it is given, and the top `k` of each."""
+
+    name = "run_file"
+    Params = RunFileParams
+
+    def resolve(self, ctx: Context) -> Path:
+        raw = self.params.path
+        if raw.startswith(DATA_PREFIX):
+            if ctx.data_dir is None:
+                raise CascadeError(f"run_file path {raw!r} is under the data dir: pass --data-dir or set CASCADE_DATA")
+            path = ctx.data_dir / raw.removeprefix(DATA_PREFIX)
+        else:
+            path = Path(raw).expanduser()
+        if not path.is_file():
+            raise CascadeError(f"run file '{path}' does not exist", where="run_file.path")
+        return path
+
+    def cache_parts(self, ctx: Context) -> dict:
+        # The file's content, not its name, decides the output.
+        return {**super().cache_parts(ctx), "file": file_digest(self.resolve(ctx))}
+
+    def transform(self, inp: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+        run = read_run(self.resolve(ctx))
+        run = run[run["qid"].isin(set(inp["qid"]))]
+        if self.params.k is not None:
+            run = run[run["rank"] <= self.params.k]
+        order = {qid: i for i, qid in enumerate(inp["qid"])}
+        run = run.assign(_q=run["qid"].map(order)).sort_values(["_q", "rank"], kind="mergesort")
+        return run.drop(columns="_q").reset_index(drop=True)
