@@ -52,8 +52,17 @@ def _line_of_row(path: Path, row: int) -> int:
 def _read_whitespace_table(path: Path, ncols: int, what: str) -> pd.DataFrame:
     try:
         table = pd.read_csv(
-            path, sep=r"\s+", header=None, names=list(range(ncols)), dtype=str, engine="c",
-            compression="infer", quoting=3, na_filter=True, keep_default_na=False, na_values=[""],
+            path,
+            sep=r"\s+",
+            header=None,
+            names=list(range(ncols)),
+            dtype=str,
+            engine="c",
+            compression="infer",
+            quoting=3,
+            na_filter=True,
+            keep_default_na=False,
+            na_values=[""],
         )
     except pd.errors.ParserError as exc:
         raise CascadeError(f"not a {what} file: {str(exc).strip()}", where=str(path)) from None
@@ -118,8 +127,14 @@ def _read_run_fast(path: Path) -> pd.DataFrame | None:
     import pyarrow.csv as pcsv
 
     names = ["qid", "q0", "docno", "rank", "score", "tag"]
-    types = {"qid": pa.string(), "q0": pa.string(), "docno": pa.string(), "rank": pa.int64(),
-             "score": pa.float64(), "tag": pa.string()}
+    types = {
+        "qid": pa.string(),
+        "q0": pa.string(),
+        "docno": pa.string(),
+        "rank": pa.int64(),
+        "score": pa.float64(),
+        "tag": pa.string(),
+    }
     try:
         table = pcsv.read_csv(
             path,
@@ -170,14 +185,18 @@ def format_run(run: pd.DataFrame, tag: str = "cascade") -> bytes:
 
     if run.empty:
         return b""
+
     def text(value: str) -> pa.Scalar:
         return pa.scalar(value, pa.large_string())
 
     lines = pc.binary_join_element_wise(
-        pa.array(run["qid"].astype(str), type=pa.large_string()), text("Q0"),
+        pa.array(run["qid"].astype(str), type=pa.large_string()),
+        text("Q0"),
         pa.array(run["docno"].astype(str), type=pa.large_string()),
         pc.cast(pa.array(run["rank"].to_numpy(dtype="int64")), pa.large_string()),
-        pc.cast(pa.array(run["score"].to_numpy(dtype="float64")), pa.large_string()), text(tag), text(" "),
+        pc.cast(pa.array(run["score"].to_numpy(dtype="float64")), pa.large_string()),
+        text(tag),
+        text(" "),
     )
     return ("\n".join(lines.to_pylist()) + "\n").encode("utf-8")
 
@@ -226,15 +245,24 @@ def read_qrels(path: str | Path) -> pd.DataFrame:
 def _read_tsv_qrels(path: Path, header: bool) -> pd.DataFrame:
     try:
         table = pd.read_csv(
-            path, sep="\t", header=None, skiprows=1 if header else 0, names=[0, 1, 2], dtype=str,
-            quoting=3, keep_default_na=False, na_values=[""],
+            path,
+            sep="\t",
+            header=None,
+            skiprows=1 if header else 0,
+            names=[0, 1, 2],
+            dtype=str,
+            quoting=3,
+            keep_default_na=False,
+            na_values=[""],
         )
     except pd.errors.ParserError as exc:
         raise CascadeError(f"not a qrels TSV file: {str(exc).strip()}", where=str(path)) from None
     short = table[2].isna()
     if short.any():
         row = int(np.flatnonzero(short.to_numpy())[0]) + (1 if header else 0)
-        raise CascadeError("expected 3 tab-separated columns in a qrels line", where=f"{path}:{_line_of_row(path, row)}")
+        raise CascadeError(
+            "expected 3 tab-separated columns in a qrels line", where=f"{path}:{_line_of_row(path, row)}"
+        )
     return table
 
 

@@ -33,16 +33,20 @@ def canonical(measure: object) -> str:
 
 
 def _ir_frames(run: pd.DataFrame, qrels: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    run_ir = pd.DataFrame({
-        "query_id": run["qid"].astype(str).astype(object),
-        "doc_id": run["docno"].astype(str).astype(object),
-        "score": run["score"].astype("float64"),
-    })
-    qrels_ir = pd.DataFrame({
-        "query_id": qrels["qid"].astype(str).astype(object),
-        "doc_id": qrels["docno"].astype(str).astype(object),
-        "relevance": qrels["label"].astype("int64"),
-    })
+    run_ir = pd.DataFrame(
+        {
+            "query_id": run["qid"].astype(str).astype(object),
+            "doc_id": run["docno"].astype(str).astype(object),
+            "score": run["score"].astype("float64"),
+        }
+    )
+    qrels_ir = pd.DataFrame(
+        {
+            "query_id": qrels["qid"].astype(str).astype(object),
+            "doc_id": qrels["docno"].astype(str).astype(object),
+            "relevance": qrels["label"].astype("int64"),
+        }
+    )
     return run_ir, qrels_ir
 
 

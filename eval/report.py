@@ -49,9 +49,12 @@ def leaderboard_markdown(rows: list[dict]) -> str:
             cells = ["–" if v is None else f"{v:.4f}" for v in values]
             ms = row["manifest"].get("ms_per_query")
             stages = row["manifest"].get("pipeline", "").replace("|", "\\|")
-            out.append(f"| {row['metrics'].get('name', row['folder'].name)} | `{stages}` | "
-                       f"{row['metrics'].get('queries', '')} | " + " | ".join(cells)
-                       + f" | {'–' if ms is None else f'{ms:.2f}'} |")
+            out.append(
+                f"| {row['metrics'].get('name', row['folder'].name)} | `{stages}` | "
+                f"{row['metrics'].get('queries', '')} | "
+                + " | ".join(cells)
+                + f" | {'–' if ms is None else f'{ms:.2f}'} |"
+            )
         out.append("")
     return "\n".join(out)
 

@@ -63,7 +63,10 @@ def start_jvm() -> None:
     import jnius_config
 
     if not jnius_config.vm_running:
-        jnius_config.set_options(*[o for o in jnius_config.get_options() if o != _VECTOR_OPTION])
+        options = [o for o in jnius_config.get_options() if o != _VECTOR_OPTION]
+        # -Xrs: the JVM leaves SIGINT to Python, so Ctrl-C becomes a KeyboardInterrupt that cleans up temp
+        # folders, instead of a JVM shutdown that ends the process from under us.
+        jnius_config.set_options(*options, *(["-Xrs"] if "-Xrs" not in options else []))
         jar = str(anserini_jar())
         if jar not in (jnius_config.classpath or []):  # get_classpath() would import jnius and start the JVM
             jnius_config.add_classpath(jar)
@@ -121,9 +124,21 @@ def build_index(docs: Iterable[dict], out: Path, threads: int, log: Path) -> dic
                 count += 1
         if count == 0:
             raise CascadeError("the corpus has no documents to index")
-        args = ["-collection", "JsonCollection", "-input", coll, "-index", str(out),
-                "-generator", "DefaultLuceneDocumentGenerator", "-threads", str(threads),
-                "-storePositions", "-storeDocvectors", "-storeRaw"]
+        args = [
+            "-collection",
+            "JsonCollection",
+            "-input",
+            coll,
+            "-index",
+            str(out),
+            "-generator",
+            "DefaultLuceneDocumentGenerator",
+            "-threads",
+            str(threads),
+            "-storePositions",
+            "-storeDocvectors",
+            "-storeRaw",
+        ]
         with java_output_to(log):
             _java("io.anserini.index.IndexCollection").main(args)
     indexed = index_size(out)
@@ -172,12 +187,35 @@ def search(
             with open(topics, "w", encoding="utf-8") as handle:
                 for qid, text in zip(part["qid"], part["query"], strict=True):
                     handle.write(f"{qid}\t{_topic_text(text)}\n")
-            args = ["-index", str(index), "-topics", str(topics), "-topicReader", "TsvString",
-                    "-output", str(output), "-hits", str(k), "-threads", str(threads),
-                    "-bm25", "-bm25.k1", repr(float(k1)), "-bm25.b", repr(float(b))]
+            args = [
+                "-index",
+                str(index),
+                "-topics",
+                str(topics),
+                "-topicReader",
+                "TsvString",
+                "-output",
+                str(output),
+                "-hits",
+                str(k),
+                "-threads",
+                str(threads),
+                "-bm25",
+                "-bm25.k1",
+                repr(float(k1)),
+                "-bm25.b",
+                repr(float(b)),
+            ]
             if rm3 is not None:
-                args += ["-rm3", "-rm3.fbTerms", str(rm3["fb_terms"]), "-rm3.fbDocs", str(rm3["fb_docs"]),
-                         "-rm3.originalQueryWeight", repr(float(rm3["original_query_weight"]))]
+                args += [
+                    "-rm3",
+                    "-rm3.fbTerms",
+                    str(rm3["fb_terms"]),
+                    "-rm3.fbDocs",
+                    str(rm3["fb_docs"]),
+                    "-rm3.originalQueryWeight",
+                    repr(float(rm3["original_query_weight"])),
+                ]
             with java_output_to(log):
                 _java("io.anserini.search.SearchCollection").main(args)
             if not output.exists():

@@ -58,8 +58,13 @@ class ArtifactStore:
             started = time.perf_counter()
             with atomic_dir(final) as tmp:
                 facts = build(tmp)
-                card = {"kind": kind, "key": key, "made_from": made_from, **(facts or {}),
-                        "build_seconds": round(time.perf_counter() - started, 3)}
+                card = {
+                    "kind": kind,
+                    "key": key,
+                    "made_from": made_from,
+                    **(facts or {}),
+                    "build_seconds": round(time.perf_counter() - started, 3),
+                }
                 (tmp / CARD).write_text(json.dumps(card, indent=2, sort_keys=True, default=str) + "\n")
         return final, True
 

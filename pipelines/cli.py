@@ -11,7 +11,9 @@ import typer
 from eval.errors import CascadeError
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
     help="Declare staged retrieval pipelines in YAML, run them, evaluate them, compare them.",
 )
 
@@ -38,8 +40,15 @@ def run(
 
     loaded = [(path, load_config(path)) for path in configs]  # validate every config before any work
     for path, config in loaded:
-        result = run_config(config, path, out, data_dir=data_dir, cache_dir=cache, threads=threads,
-                            progress=not quiet and sys.stderr.isatty())
+        result = run_config(
+            config,
+            path,
+            out,
+            data_dir=data_dir,
+            cache_dir=cache,
+            threads=threads,
+            progress=not quiet and sys.stderr.isatty(),
+        )
         measures = "  ".join(f"{k}={v:.4f}" for k, v in result.measures.items())
         hits = sum(t.cached for t in result.timings)
         typer.echo(f"{config.name}: {measures}  ({hits}/{len(result.timings)} stages cached) -> {result.folder}")
@@ -96,7 +105,7 @@ def datasets(data_dir: DataDir = None) -> None:
 def main() -> None:
     """Entry point: bad input is one line on stderr and exit code 2, never a traceback."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except CascadeError as exc:
         typer.echo(f"cascade: error: {exc}", err=True)
         sys.exit(2)
@@ -115,6 +124,10 @@ def main() -> None:
         if isinstance(exc, click.exceptions.Exit):
             sys.exit(exc.exit_code)
         raise
+    if code == 130:  # typer turns KeyboardInterrupt into a return value when not standalone
+        typer.echo("cascade: interrupted", err=True)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

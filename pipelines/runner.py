@@ -37,7 +37,7 @@ class StageTiming:
     stage: str
     key: str
     cached: bool
-    seconds: float          # wall time in this invocation
+    seconds: float  # wall time in this invocation
     prepare_seconds: float  # building or opening indexes/models when the output was computed
     compute_seconds: float  # per-query work when the output was computed: what ms/query is made of
     queries: int
@@ -66,8 +66,9 @@ def build_stages(config: Config) -> list[Stage]:
     return [STAGES[name](**params) for name, params in config.stage_specs()]
 
 
-def _run_stage(stage: Stage, frame: pd.DataFrame, queries: pd.DataFrame, upstream: str, ctx: Context,
-               store: ArtifactStore) -> tuple[pd.DataFrame, str, StageTiming]:
+def _run_stage(
+    stage: Stage, frame: pd.DataFrame, queries: pd.DataFrame, upstream: str, ctx: Context, store: ArtifactStore
+) -> tuple[pd.DataFrame, str, StageTiming]:
     key = content_key({"stage": stage.cache_parts(ctx), "upstream": upstream})
     started = time.perf_counter()
     cached = store.has(RUN_CACHE, key)
@@ -89,8 +90,15 @@ def _run_stage(stage: Stage, frame: pd.DataFrame, queries: pd.DataFrame, upstrea
     if not built:
         card = store.card(RUN_CACHE, key)
         computed = {k: float(card.get(k, 0.0)) for k in ("prepare_seconds", "compute_seconds")}
-    timing = StageTiming(stage.name, key, cached and not built, round(seconds, 6), computed["prepare_seconds"],
-                         computed["compute_seconds"], len(queries))
+    timing = StageTiming(
+        stage.name,
+        key,
+        cached and not built,
+        round(seconds, 6),
+        computed["prepare_seconds"],
+        computed["compute_seconds"],
+        len(queries),
+    )
     return run, key, timing
 
 
@@ -115,8 +123,14 @@ def run_config(
         raise CascadeError(f"dataset '{dataset.name}' has no judged queries")
     measures = parse_measures(config.measures)
     store = ArtifactStore(cache_dir)
-    ctx = Context(store=store, corpus=dataset.corpus, data_dir=root, threads=threads or os.cpu_count() or 1,
-                  progress=progress, seed=config.seed)
+    ctx = Context(
+        store=store,
+        corpus=dataset.corpus,
+        data_dir=root,
+        threads=threads or os.cpu_count() or 1,
+        progress=progress,
+        seed=config.seed,
+    )
     stages = build_stages(config)
 
     upstream = "queries:" + frame_digest(queries, ["qid", "query", "instruction"])
@@ -133,9 +147,13 @@ def run_config(
         "config_hash": config.config_hash,
         "config_file": str(config_path) if config_path else None,
         "pipeline": " >> ".join(repr(s) for s in stages),
-        "dataset": {"name": dataset.name, "qrels": dataset.qrels_name, "queries": len(queries),
-                    "qrels_rows": len(qrels),
-                    "corpus": dataset.corpus.fingerprint if dataset.corpus is not None else None},
+        "dataset": {
+            "name": dataset.name,
+            "qrels": dataset.qrels_name,
+            "queries": len(queries),
+            "qrels_rows": len(qrels),
+            "corpus": dataset.corpus.fingerprint if dataset.corpus is not None else None,
+        },
         "seed": config.seed,
         "run_key": upstream,
         "stages": [{**t.__dict__, "ms_per_query": round(t.ms_per_query, 4)} for t in timings],
@@ -147,8 +165,13 @@ def run_config(
         "wall_seconds": round(time.perf_counter() - started, 6),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    metrics = {"name": config.name, "dataset": dataset.name, "qrels": dataset.qrels_name,
-               "queries": int(perquery["qid"].nunique()) if len(perquery) else 0, "measures": aggregate}
+    metrics = {
+        "name": config.name,
+        "dataset": dataset.name,
+        "qrels": dataset.qrels_name,
+        "queries": int(perquery["qid"].nunique()) if len(perquery) else 0,
+        "measures": aggregate,
+    }
     with atomic_dir(folder) as tmp:
         (tmp / "run.trec").write_bytes(format_run(frame, tag=_tag(config.name)))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

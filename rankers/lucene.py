@@ -31,8 +31,12 @@ def lucene_index(ctx: Context) -> Path:
     from indexes.store import content_key
 
     corpus = ctx.require_corpus("bm25")
-    made_from = {"corpus": corpus.fingerprint, "jar": lucene.anserini_jar().name, "version": LUCENE_INDEX_VERSION,
-                 "corpus_name": corpus.name}
+    made_from = {
+        "corpus": corpus.fingerprint,
+        "jar": lucene.anserini_jar().name,
+        "version": LUCENE_INDEX_VERSION,
+        "corpus_name": corpus.name,
+    }
     key = content_key({k: v for k, v in made_from.items() if k != "corpus_name"})
     log = ctx.log_dir / f"lucene-{key}.log"
     path, _ = ctx.store.get_or_build(
@@ -63,8 +67,15 @@ class BM25(Stage):
         p = self.params
         with tqdm(total=len(inp), desc=self.name, unit="q", disable=not ctx.progress, leave=False) as bar:
             return lucene.search(
-                index, inp, k=p.k, k1=p.k1, b=p.b, rm3=self._rm3(), threads=ctx.threads,
-                log=ctx.log_dir / "lucene-search.log", on_chunk=bar.update,
+                index,
+                inp,
+                k=p.k,
+                k1=p.k1,
+                b=p.b,
+                rm3=self._rm3(),
+                threads=ctx.threads,
+                log=ctx.log_dir / "lucene-search.log",
+                on_chunk=bar.update,
             )
 
 

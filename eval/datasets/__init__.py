@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import difflib
 import functools
+import logging
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,7 +98,12 @@ def _first(folder: Path, *names: str) -> Path:
 
 
 def beir_dataset(
-    name: str, folder: Path, qrels_file: str, description: str, *, qrels_name: str = "default",
+    name: str,
+    folder: Path,
+    qrels_file: str,
+    description: str,
+    *,
+    qrels_name: str = "default",
 ) -> Dataset:
     """A BEIR folder (`corpus.jsonl[.gz]`, `queries.jsonl`, `qrels/<split>.tsv`), or TREC-format qrels.
 
@@ -119,6 +126,10 @@ def beir_dataset(
     return Dataset(name, description, queries, qrels, corpus, qrels_name, {"folder": str(folder)})
 
 
+# ir_datasets reports a failed download as ConnectionError, OSError or RuntimeError('All download sources failed').
+_DOWNLOAD_ERRORS = (OSError, ConnectionError, RuntimeError)
+
+
 def irds_dataset(irds_id: str) -> Dataset:
     """An ir_datasets id: real users download it on first use; offline, a one-line error says what to do."""
     import ir_datasets
@@ -128,18 +139,32 @@ def irds_dataset(irds_id: str) -> Dataset:
     except KeyError:
         raise CascadeError(f"ir_datasets does not know the dataset '{irds_id}'") from None
 
+    def offline(what: str, exc: Exception) -> CascadeError:
+        url = re.search(r"https?://[^\s'\"()]+", str(exc))
+        return CascadeError(
+            f"dataset 'irds:{irds_id}' could not download its {what}"
+            + (f" from {url.group(0)}" if url else f" ({type(exc).__name__})")
+            + "; offline, put the data in a BEIR folder and use `dataset: {path: FOLDER}`, or a named dataset"
+            " under --data-dir"
+        )
+
     def fetch(what: str, make: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+        # ir_datasets logs a warning per failed mirror; our own one-line error replaces them.
+        logging.disable(logging.WARNING)
         try:
             return make()
-        except (OSError, ConnectionError) as exc:  # ir_datasets raises ConnectionError subclasses offline
-            raise CascadeError(
-                f"dataset 'irds:{irds_id}' could not fetch its {what} ({type(exc).__name__}); offline, put the data "
-                "in a BEIR folder and use `dataset: {path: FOLDER}` or a named dataset under --data-dir"
-            ) from None
+        except _DOWNLOAD_ERRORS as exc:
+            if isinstance(exc, RuntimeError) and "download" not in str(exc).lower():
+                raise
+            raise offline(what, exc) from None
+        finally:
+            logging.disable(logging.NOTSET)
 
     def queries() -> pd.DataFrame:
-        rows = [{"qid": q.query_id, "query": getattr(q, "text", None) or getattr(q, "title", "")}
-                for q in source.queries_iter()]
+        rows = [
+            {"qid": q.query_id, "query": getattr(q, "text", None) or getattr(q, "title", "")}
+            for q in source.queries_iter()
+        ]
         return check_queries(pd.DataFrame(rows, columns=["qid", "query"]), f"irds:{irds_id}")
 
     def qrels() -> pd.DataFrame:
@@ -153,18 +178,20 @@ def irds_dataset(irds_id: str) -> Dataset:
     def docs_checked() -> Iterator[dict]:
         try:
             yield from docs()
-        except (OSError, ConnectionError) as exc:
-            raise CascadeError(
-                f"dataset 'irds:{irds_id}' could not fetch its documents ({type(exc).__name__}); offline, use a "
-                "BEIR folder under --data-dir"
-            ) from None
+        except _DOWNLOAD_ERRORS as exc:
+            if isinstance(exc, RuntimeError) and "download" not in str(exc).lower():
+                raise
+            raise offline("documents", exc) from None
 
     corpus = None
     if source.has_docs():
         corpus = Corpus(f"irds:{irds_id}", lambda: f"irds:{irds_id}:{ir_datasets.__version__}", docs_checked)
     return Dataset(
-        f"irds:{irds_id}", f"ir_datasets {irds_id}",
-        lambda: fetch("queries", queries), lambda: fetch("qrels", qrels), corpus,
+        f"irds:{irds_id}",
+        f"ir_datasets {irds_id}",
+        lambda: fetch("queries", queries),
+        lambda: fetch("qrels", qrels),
+        corpus,
     )
 
 
@@ -182,17 +209,33 @@ class Entry:
 REGISTRY: dict[str, Entry] = {
     e.name: e
     for e in [
-        Entry("sample", None, "qrels/test.tsv",
-              "built-in sample: 300+ passages written for cascade, graded qrels, negations, instructions"),
-        Entry("msmarco-passage/dl19", "msmarco-passage", "qrels/dl19.tsv",
-              "TREC DL 2019 passage, 43 queries, over the 30k-passage pool corpus (qrels filtered to it)",
-              "raw/qrels.dl19-passage.txt"),
-        Entry("msmarco-passage/dl20", "msmarco-passage", "qrels/dl20.tsv",
-              "TREC DL 2020 passage, 54 queries, over the 30k-passage pool corpus (qrels filtered to it)",
-              "raw/qrels.dl20-passage.txt"),
-        Entry("msmarco-passage/dev-small", "msmarco-passage", "qrels/dev-small-1743.tsv",
-              "MS MARCO dev-small queries with a relevant passage in the 30k corpus",
-              "raw/qrels.msmarco-passage.dev-subset.txt"),
+        Entry(
+            "sample",
+            None,
+            "qrels/test.tsv",
+            "built-in sample: 300+ passages written for cascade, graded qrels, negations, instructions",
+        ),
+        Entry(
+            "msmarco-passage/dl19",
+            "msmarco-passage",
+            "qrels/dl19.tsv",
+            "TREC DL 2019 passage, 43 queries, over the 30k-passage pool corpus (qrels filtered to it)",
+            "raw/qrels.dl19-passage.txt",
+        ),
+        Entry(
+            "msmarco-passage/dl20",
+            "msmarco-passage",
+            "qrels/dl20.tsv",
+            "TREC DL 2020 passage, 54 queries, over the 30k-passage pool corpus (qrels filtered to it)",
+            "raw/qrels.dl20-passage.txt",
+        ),
+        Entry(
+            "msmarco-passage/dev-small",
+            "msmarco-passage",
+            "qrels/dev-small-1743.tsv",
+            "MS MARCO dev-small queries with a relevant passage in the 30k corpus",
+            "raw/qrels.msmarco-passage.dev-subset.txt",
+        ),
         Entry("beir/scifact", "beir-scifact", "qrels/test.tsv", "BEIR SciFact test, 300 queries, 5,183 abstracts"),
         Entry("cranfield", "cranfield", "qrels/test.tsv", "Cranfield, 225 queries, 1,400 abstracts"),
         Entry("cisi", "cisi", "qrels/test.tsv", "CISI, 76 judged queries, 1,460 documents"),

@@ -1,0 +1,49 @@
+# cascade: `make demo` installs everything and runs the main job on the built-in sample; `make test` tests.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The shared data folder sits beside the checkout here and in CI; CASCADE_DATA overrides it.
+CASCADE_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
+export CASCADE_DATA
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+RUNS ?= runs
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint bench leaderboard clean
+
+install: $(STAMP)
+
+# torch==2.13.0 (CPU) goes in first: otherwise pyserini pulls a CUDA build and ~5 GB of nvidia wheels.
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/cascade datasets
+	$(BIN)/cascade run configs/sample/bm25.yaml configs/sample/bm25-rm3.yaml --out $(RUNS)/demo
+	$(BIN)/cascade leaderboard $(RUNS)/demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install
+	@test -n "$(CASCADE_DATA)" || { echo "make bench reads MS MARCO from the data dir: set CASCADE_DATA"; exit 2; }
+	$(BIN)/python bench/bm25_speed.py --data-dir "$(CASCADE_DATA)" --out bench/RESULTS.md
+
+leaderboard: install
+	$(BIN)/cascade run configs/sample/*.yaml --out $(RUNS)
+	@if [ -n "$(CASCADE_DATA)" ]; then $(BIN)/cascade run configs/msmarco/*.yaml --out $(RUNS); fi
+	$(BIN)/cascade leaderboard $(RUNS)
+
+clean:
+	rm -rf .cascade $(RUNS) bench/out .pytest_cache .ruff_cache
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
