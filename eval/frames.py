@@ -13,7 +13,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -270,6 +270,33 @@ def write_qrels(qrels: pd.DataFrame, path: str | Path) -> None:
     with atomic_file(path) as handle:
         for qid, docno, label in qrels[QRELS_COLUMNS].itertuples(index=False):
             handle.write(f"{qid} 0 {docno} {int(label)}\n")
+
+
+def write_qrels_tsv(qrels: pd.DataFrame, path: str | Path) -> None:
+    """BEIR's qrels TSV, with its header."""
+    with atomic_file(path) as handle:
+        handle.write("query-id\tcorpus-id\tscore\n")
+        for qid, docno, label in qrels[QRELS_COLUMNS].itertuples(index=False):
+            handle.write(f"{qid}\t{docno}\t{int(label)}\n")
+
+
+def write_beir_folder(
+    folder: str | Path, docs: Iterable[dict], queries: pd.DataFrame, qrels: pd.DataFrame, split: str = "test"
+) -> Path:
+    """Write `corpus.jsonl`, `queries.jsonl` and `qrels/<split>.tsv`: the layout `eval.datasets` reads."""
+    folder = Path(folder)
+    with atomic_file(folder / "corpus.jsonl") as handle:
+        for doc in docs:
+            record = {"_id": doc["docno"], "title": doc.get("title", ""), "text": doc["text"]}
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    with atomic_file(folder / "queries.jsonl") as handle:
+        for row in queries.to_dict("records"):
+            record = {"_id": row["qid"], "text": row["query"]}
+            if row.get("instruction"):
+                record["instruction"] = row["instruction"]
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    write_qrels_tsv(qrels, folder / "qrels" / f"{split}.tsv")
+    return folder
 
 
 def check_queries(queries: pd.DataFrame, source: str, lines: list[int] | None = None) -> pd.DataFrame:

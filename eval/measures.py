@@ -32,32 +32,31 @@ def canonical(measure: object) -> str:
     return str(measure)
 
 
-def _ir_frames(run: pd.DataFrame, qrels: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    run_ir = pd.DataFrame(
-        {
-            "query_id": run["qid"].astype(str).astype(object),
-            "doc_id": run["docno"].astype(str).astype(object),
-            "score": run["score"].astype("float64"),
-        }
-    )
-    qrels_ir = pd.DataFrame(
-        {
-            "query_id": qrels["qid"].astype(str).astype(object),
-            "doc_id": qrels["docno"].astype(str).astype(object),
-            "relevance": qrels["label"].astype("int64"),
-        }
-    )
-    return run_ir, qrels_ir
+def _nested(qids: pd.Series, docnos: pd.Series, values: pd.Series, cast: type) -> dict[str, dict[str, float]]:
+    """{qid: {docno: value}}: ir_measures' native input. Built once here, because every ir_measures provider
+    otherwise converts a DataFrame again (0.5 s of a 1.5 s cached run on DL19)."""
+    out: dict[str, dict] = {}
+    for qid, docno, value in zip(qids.astype(str).tolist(), docnos.astype(str).tolist(), values.tolist(), strict=True):
+        out.setdefault(qid, {})[docno] = cast(value)
+    return out
 
 
 def evaluate(run: pd.DataFrame, qrels: pd.DataFrame, measures: Sequence) -> tuple[dict[str, float], pd.DataFrame]:
-    """Return ({canonical measure: mean}, per-query frame `qid, measure, value`)."""
+    """Return ({canonical measure: aggregate}, per-query frame `qid, measure, value`).
+
+    The aggregate is each measure's own ir_measures aggregator over the per-query values, so both always agree.
+    """
     import ir_measures
 
-    run_ir, qrels_ir = _ir_frames(run, qrels)
+    run_ir = _nested(run["qid"], run["docno"], run["score"], float)
+    qrels_ir = _nested(qrels["qid"], qrels["docno"], qrels["label"], int)
     evaluator = ir_measures.evaluator(list(measures), qrels_ir)
-    rows = [(m.query_id, canonical(m.measure), float(m.value)) for m in evaluator.iter_calc(run_ir)]
+    aggregators = {canonical(m): m.aggregator() for m in measures}
+    rows = []
+    for metric in evaluator.iter_calc(run_ir):
+        name = canonical(metric.measure)
+        rows.append((metric.query_id, name, float(metric.value)))
+        aggregators[name].add(metric.value)
     perquery = pd.DataFrame(rows, columns=["qid", "measure", "value"])
-    aggregate = {canonical(m): float(v) for m, v in evaluator.calc_aggregate(run_ir).items()}
-    ordered = {canonical(m): aggregate.get(canonical(m), float("nan")) for m in measures}
-    return ordered, perquery
+    aggregate = {name: float(agg.result()) if rows else float("nan") for name, agg in aggregators.items()}
+    return aggregate, perquery

@@ -110,15 +110,19 @@ def _java(cls: str):
     return autoclass(cls)
 
 
-def build_index(docs: Iterable[dict], out: Path, threads: int, log: Path) -> dict:
+def build_index(docs: Iterable[dict], out: Path, threads: int, log: Path, progress: bool = False) -> dict:
     """Index `{"docno", "title", "text"}` documents into `out` with Anserini's IndexCollection.
 
     Stores positions, document vectors (RM3 and lexical features read them) and the raw text.
     """
+    from tqdm.auto import tqdm
+
     with tempfile.TemporaryDirectory(prefix="cascade-collection-") as coll:
         count = 0
-        with open(Path(coll) / "docs.jsonl", "w", encoding="utf-8") as handle:
+        bar = tqdm(desc="lucene index: reading corpus", unit="doc", disable=not progress, leave=False)
+        with bar, open(Path(coll) / "docs.jsonl", "w", encoding="utf-8") as handle:
             for doc in docs:
+                bar.update()
                 contents = f"{doc['title']} {doc['text']}".strip() if doc["title"] else doc["text"]
                 handle.write(json.dumps({"id": doc["docno"], "contents": contents}, ensure_ascii=False) + "\n")
                 count += 1
@@ -139,6 +143,8 @@ def build_index(docs: Iterable[dict], out: Path, threads: int, log: Path) -> dic
             "-storeDocvectors",
             "-storeRaw",
         ]
+        if progress:
+            print(f"lucene index: indexing {count:,} documents with {threads} threads", file=sys.stderr)
         with java_output_to(log):
             _java("io.anserini.index.IndexCollection").main(args)
     indexed = index_size(out)

@@ -40,7 +40,7 @@ def lucene_index(ctx: Context) -> Path:
     key = content_key({k: v for k, v in made_from.items() if k != "corpus_name"})
     log = ctx.log_dir / f"lucene-{key}.log"
     path, _ = ctx.store.get_or_build(
-        "lucene", key, lambda tmp: lucene.build_index(corpus.docs(), tmp, ctx.threads, log), made_from
+        "lucene", key, lambda tmp: lucene.build_index(corpus.docs(), tmp, ctx.threads, log, ctx.progress), made_from
     )
     return path
 

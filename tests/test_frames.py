@@ -96,3 +96,23 @@ def test_queries_keep_instructions(tmp_path):
 
 def test_empty_run_formats_to_nothing():
     assert format_run(pd.DataFrame({"qid": [], "docno": [], "score": [], "rank": []})) == b""
+
+
+def test_beir_folder_round_trip(tmp_path):
+    from eval.datasets import load_dataset, load_folder
+    from eval.frames import write_beir_folder
+
+    sample = load_dataset("sample")
+    folder = write_beir_folder(tmp_path / "copy", sample.corpus.docs(), sample.queries, sample.qrels)
+    again = load_folder(folder)
+    pd.testing.assert_frame_equal(again.queries, sample.queries)
+    pd.testing.assert_frame_equal(again.qrels, sample.qrels)
+    assert list(again.corpus.docs()) == list(sample.corpus.docs())
+
+
+def test_trec_qrels_round_trip(tmp_path):
+    from eval.frames import write_qrels
+
+    qrels = read_qrels(write(tmp_path / "q.tsv", "query-id\tcorpus-id\tscore\n1\ta\t2\n2\tb\t0\n"))
+    write_qrels(qrels, tmp_path / "q.txt")
+    pd.testing.assert_frame_equal(read_qrels(tmp_path / "q.txt"), qrels)
