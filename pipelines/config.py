@@ -66,14 +66,31 @@ class Config(BaseModel):
 
     def result_parts(self) -> dict:
         """What decides the results (name and description do not): its hash is the config hash."""
-        from rankers import STAGES
 
-        stages = [{name: STAGES[name].Params(**params).model_dump(mode="json")} for name, params in self.stage_specs()]
-        return {"dataset": self.dataset.model_dump(), "seed": self.seed, "measures": self.measures, "pipeline": stages}
+        return {
+            "dataset": self.dataset.model_dump(),
+            "seed": self.seed,
+            "measures": self.measures,
+            "pipeline": normalised_chain(self.pipeline),
+        }
 
     @property
     def config_hash(self) -> str:
         return content_key(self.result_parts())
+
+
+def normalised_chain(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Stage specs with every default filled in (also inside fusion inputs), so spelling one out changes no hash."""
+    from rankers import STAGES
+
+    out = []
+    for item in items:
+        for name, params in item.items():
+            dumped = STAGES[name].Params(**(params or {})).model_dump(mode="json")
+            if "inputs" in dumped:
+                dumped["inputs"] = [normalised_chain(chain) for chain in dumped["inputs"]]
+            out.append({name: dumped})
+    return out
 
 
 def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
@@ -113,9 +130,33 @@ def _first_error(path: Path, root: yaml.Node | None, error: ValidationError, pre
     return CascadeError(f"{_key_path(loc)}: {message}", where=where)
 
 
+def _check_chain(path: Path, root: yaml.Node | None, items: list, prefix: tuple) -> None:
+    """Validate each stage's parameters with its own model; fusion inputs are checked the same way, recursively."""
+    from rankers import STAGES
+
+    def fail(loc: tuple, message: str) -> CascadeError:
+        line = _line_of(root, loc)
+        return CascadeError(f"{_key_path(loc)}: {message}", where=f"{path}:{line}" if line else str(path))
+
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or len(item) != 1:
+            raise fail((*prefix, index), "each item maps one stage name to its parameters, e.g. '- bm25: {k: 100}'")
+        ((name, params),) = item.items()
+        loc = (*prefix, index, name)
+        if name not in STAGES:
+            raise fail(loc, f"unknown stage; known stages: {', '.join(sorted(STAGES))}")
+        if params is not None and not isinstance(params, dict):
+            raise fail(loc, "parameters must be a mapping")
+        try:
+            checked = STAGES[name].Params(**(params or {}))
+        except ValidationError as exc:
+            raise _first_error(path, root, exc, loc) from None
+        for number, chain in enumerate(getattr(checked, "inputs", None) or []):
+            _check_chain(path, root, chain, (*loc, "inputs", number))
+
+
 def load_config(path: str | Path) -> Config:
     """Read and validate a pipeline config; raises CascadeError naming file:line and key."""
-    from rankers import STAGES
 
     path = Path(path)
     if not path.is_file():
@@ -135,20 +176,7 @@ def load_config(path: str | Path) -> Config:
         config = Config.model_validate(data)
     except ValidationError as exc:
         raise _first_error(path, root, exc) from None
-    for index, (name, params) in enumerate(config.stage_specs()):
-        loc = ("pipeline", index, name)
-        if name not in STAGES:
-            line = _line_of(root, loc)
-            raise CascadeError(
-                f"{_key_path(loc)}: unknown stage; known stages: {', '.join(sorted(STAGES))}",
-                where=f"{path}:{line}" if line else str(path),
-            )
-        if not isinstance(params, dict):
-            raise CascadeError(f"{_key_path(loc)}: parameters must be a mapping", where=f"{path}:{_line_of(root, loc)}")
-        try:
-            STAGES[name].Params(**params)
-        except ValidationError as exc:
-            raise _first_error(path, root, exc, loc) from None
+    _check_chain(path, root, config.pipeline, ("pipeline",))
     from eval.measures import parse_measures
 
     parse_measures(config.measures, where=f"{path}:{_line_of(root, ('measures',))}")

@@ -28,6 +28,7 @@ from pipelines.config import Config
 from pipelines.manifest import git_commit, host, package_versions
 from rankers import STAGES, Context, Stage
 from rankers.base import with_queries
+from rankers.fusion import Fusion
 
 RUN_CACHE = "runs"
 
@@ -67,9 +68,27 @@ def build_stages(config: Config) -> list[Stage]:
 
 
 def _run_stage(
-    stage: Stage, frame: pd.DataFrame, queries: pd.DataFrame, upstream: str, ctx: Context, store: ArtifactStore
-) -> tuple[pd.DataFrame, str, StageTiming]:
-    key = content_key({"stage": stage.cache_parts(ctx), "upstream": upstream})
+    stage: Stage,
+    frame: pd.DataFrame,
+    queries: pd.DataFrame,
+    upstream: str,
+    ctx: Context,
+    store: ArtifactStore,
+    timings: list[StageTiming],
+    label: str = "",
+) -> tuple[pd.DataFrame, str]:
+    """Run (or load from the cache) one stage; a fusion stage first runs each of its input chains."""
+    inputs: list[pd.DataFrame] = []
+    made_from: dict = {"stage": stage.cache_parts(ctx), "upstream": upstream}
+    if isinstance(stage, Fusion):
+        keys = []
+        for number, chain in enumerate(stage.sub_pipelines()):
+            prefix = f"{label}{stage.name}/{number}/"
+            run, key = _run_chain(chain, frame, queries, upstream, ctx, store, timings, prefix)
+            inputs.append(run)
+            keys.append(key)
+        made_from = {"stage": stage.cache_parts(ctx), "inputs": keys}
+    key = content_key(made_from)
     started = time.perf_counter()
     cached = store.has(RUN_CACHE, key)
     computed: dict[str, float] = {}
@@ -78,28 +97,45 @@ def _run_stage(
         t0 = time.perf_counter()
         stage.prepare(ctx)
         t1 = time.perf_counter()
-        out = stage.transform(frame, ctx)
+        out = stage.fuse(inputs) if isinstance(stage, Fusion) else stage.transform(frame, ctx)
         computed.update(prepare_seconds=round(t1 - t0, 6), compute_seconds=round(time.perf_counter() - t1, 6))
         out[RUN_COLUMNS].to_parquet(tmp / "run.parquet", index=False)
         return {"stage": repr(stage), "queries": len(queries), "rows": len(out), **computed}
 
-    folder, built = store.get_or_build(RUN_CACHE, key, build, {"stage": stage.cache_parts(ctx), "upstream": upstream})
-    run = pd.read_parquet(folder / "run.parquet")
-    run = with_queries(run, queries)
+    folder, built = store.get_or_build(RUN_CACHE, key, build, made_from)
+    run = with_queries(pd.read_parquet(folder / "run.parquet"), queries)
     seconds = time.perf_counter() - started
     if not built:
         card = store.card(RUN_CACHE, key)
         computed = {k: float(card.get(k, 0.0)) for k in ("prepare_seconds", "compute_seconds")}
-    timing = StageTiming(
-        stage.name,
-        key,
-        cached and not built,
-        round(seconds, 6),
-        computed["prepare_seconds"],
-        computed["compute_seconds"],
-        len(queries),
+    timings.append(
+        StageTiming(
+            label + stage.name,
+            key,
+            cached and not built,
+            round(seconds, 6),
+            computed["prepare_seconds"],
+            computed["compute_seconds"],
+            len(queries),
+        )
     )
-    return run, key, timing
+    return run, key
+
+
+def _run_chain(
+    stages: list[Stage],
+    frame: pd.DataFrame,
+    queries: pd.DataFrame,
+    upstream: str,
+    ctx: Context,
+    store: ArtifactStore,
+    timings: list[StageTiming],
+    label: str = "",
+) -> tuple[pd.DataFrame, str]:
+    """Stages in order, each addressed by its config and its input's address."""
+    for stage in stages:
+        frame, upstream = _run_stage(stage, frame, queries, upstream, ctx, store, timings, label)
+    return frame, upstream
 
 
 def run_config(
@@ -134,10 +170,8 @@ def run_config(
     stages = build_stages(config)
 
     upstream = "queries:" + frame_digest(queries, ["qid", "query", "instruction"])
-    frame, timings = queries, []
-    for stage in stages:
-        frame, upstream, timing = _run_stage(stage, frame, queries, upstream, ctx, store)
-        timings.append(timing)
+    timings: list[StageTiming] = []
+    frame, upstream = _run_chain(stages, queries, queries, upstream, ctx, store, timings)
 
     aggregate, perquery = evaluate(frame, qrels, measures)
     folder = out_dir / config.name

@@ -16,7 +16,7 @@ import functools
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +55,25 @@ class Corpus:
 
     def docs(self) -> Iterator[dict]:
         return self.docs_fn()
+
+    @functools.cached_property
+    def _texts(self) -> dict[str, str]:
+        return {doc["docno"]: doc_text(doc) for doc in self.docs()}
+
+    def text(self, docno: str) -> str:
+        """A document's text (title and body) for rerankers; the corpus is read once per process."""
+        try:
+            return self._texts[docno]
+        except KeyError:
+            raise CascadeError(f"document '{docno}' is not in the corpus of '{self.name}'") from None
+
+    def texts(self, docnos: Iterable[str]) -> list[str]:
+        return [self.text(d) for d in docnos]
+
+
+def doc_text(doc: dict) -> str:
+    """The text every neural stage sees: title, then body (BEIR's convention)."""
+    return f"{doc['title']} {doc['text']}".strip() if doc.get("title") else doc["text"]
 
 
 @dataclass

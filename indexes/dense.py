@@ -1,0 +1,183 @@
+"""Dense bi-encoder: text -> normalised vectors, corpus embeddings on disk, FAISS indexes over them.
+
+The encoder follows the model's own sentence-transformers configuration (pooling mode, normalisation), so
+cascade's vectors equal `SentenceTransformer.encode`'s. Speed comes from tokenising once, sorting by length
+(little padding), and bf16 autocast where the CPU has native bf16 (or fp16/bf16 on CUDA).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from eval.errors import CascadeError
+
+
+@dataclass
+class Encoder:
+    """A loaded bi-encoder: tokenizer, transformer, pooling, device."""
+
+    tokenizer: object
+    model: object
+    pooling: str  # "mean" | "cls" | "max"
+    normalize: bool
+    device: str
+    dtype: object  # torch dtype for autocast, or None
+
+
+def pooling_config(folder: str) -> tuple[str, bool]:
+    """Read sentence-transformers' modules.json / 1_Pooling; a plain transformer folder gets mean + normalise."""
+    path = Path(folder)
+    modules = path / "modules.json"
+    if not modules.is_file():
+        return "mean", True
+    entries = json.loads(modules.read_text())
+    normalize = any(e.get("type", "").endswith("Normalize") for e in entries)
+    pooling = "mean"
+    for entry in entries:
+        if entry.get("type", "").endswith("Pooling"):
+            config = json.loads((path / entry["path"] / "config.json").read_text())
+            if config.get("pooling_mode_cls_token"):
+                pooling = "cls"
+            elif config.get("pooling_mode_max_tokens"):
+                pooling = "max"
+    return pooling, normalize
+
+
+def load_encoder(resolved: str, device: str, precision: str = "auto") -> Encoder:
+    import torch
+    import transformers
+    from transformers import AutoModel, AutoTokenizer
+
+    from indexes.models import autocast_dtype
+
+    transformers.utils.logging.disable_progress_bar()  # its weight-loading bar is noise in cascade's output
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolved)
+        model = AutoModel.from_pretrained(resolved)
+    except (OSError, ValueError) as exc:
+        raise CascadeError(f"cannot load model '{resolved}' ({str(exc).splitlines()[0]})", where="model") from None
+    model.eval().to(device)
+    torch.manual_seed(0)
+    pooling, normalize = pooling_config(resolved) if Path(resolved).is_dir() else ("mean", True)
+    return Encoder(tokenizer, model, pooling, normalize, device, autocast_dtype(device, precision))
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
+    """Indices grouped into batches of similar length (longest first), so padding stays small."""
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def encode(
+    encoder: Encoder,
+    texts: Sequence[str],
+    *,
+    batch_size: int,
+    max_length: int,
+    progress: bool = False,
+    desc: str = "encode",
+) -> np.ndarray:
+    """Encode texts into float32 vectors, in input order."""
+    import torch
+    from tqdm.auto import tqdm
+
+    if not len(texts):
+        return np.zeros((0, encoder.model.config.hidden_size), dtype=np.float32)
+    tokens = encoder.tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=True)
+    ids = tokens["input_ids"]
+    out = np.zeros((len(texts), encoder.model.config.hidden_size), dtype=np.float32)
+    pad = encoder.tokenizer.pad_token_id or 0
+    with tqdm(total=len(texts), desc=desc, unit="text", disable=not progress, leave=False) as bar:
+        for batch in length_sorted_batches([len(x) for x in ids], batch_size):
+            width = max(len(ids[i]) for i in batch)
+            input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):
+                input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
+                mask[row, : len(ids[i])] = 1
+            out[batch] = _forward(encoder, input_ids, mask)
+            bar.update(len(batch))
+    return out
+
+
+def _forward(encoder: Encoder, input_ids, mask) -> np.ndarray:
+    import torch
+
+    device = encoder.device
+    with (
+        torch.inference_mode(),
+        torch.autocast(
+            device_type="cuda" if device.startswith("cuda") else "cpu",
+            dtype=encoder.dtype or torch.float32,
+            enabled=encoder.dtype is not None,
+        ),
+    ):
+        hidden = encoder.model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).last_hidden_state
+    hidden = hidden.float()
+    m = mask.to(device).unsqueeze(-1).to(hidden.dtype)
+    if encoder.pooling == "cls":
+        pooled = hidden[:, 0]
+    elif encoder.pooling == "max":
+        pooled = hidden.masked_fill(m == 0, -1e9).amax(1)
+    else:
+        pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+    if encoder.normalize:
+        pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+    return pooled.cpu().numpy()
+
+
+def save_embeddings(folder: Path, docnos: Sequence[str], vectors: np.ndarray) -> dict:
+    """float16 .npy (opened later as a memmap) plus the docno order."""
+    matrix = np.lib.format.open_memmap(folder / "embeddings.npy", mode="w+", dtype=np.float16, shape=vectors.shape)
+    matrix[:] = vectors.astype(np.float16)
+    matrix.flush()
+    del matrix
+    (folder / "docnos.json").write_text(json.dumps(list(docnos)))
+    return {"documents": len(docnos), "dim": int(vectors.shape[1]), "dtype": "float16"}
+
+
+def load_embeddings(folder: Path) -> tuple[list[str], np.ndarray]:
+    docnos = json.loads((folder / "docnos.json").read_text())
+    return docnos, np.load(folder / "embeddings.npy", mmap_mode="r")
+
+
+def build_faiss(vectors: np.ndarray, kind: str, hnsw_m: int, ef_construction: int, threads: int):
+    """Exact inner product (`flat`) or HNSW over inner product."""
+    import faiss
+
+    faiss.omp_set_num_threads(threads)
+    data = np.ascontiguousarray(vectors, dtype=np.float32)
+    if kind == "flat":
+        index = faiss.IndexFlatIP(data.shape[1])
+    else:
+        index = faiss.IndexHNSWFlat(data.shape[1], hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = ef_construction
+    index.add(data)
+    return index
+
+
+def save_faiss(index, path: Path) -> None:
+    import faiss
+
+    faiss.write_index(index, str(path))
+
+
+def load_faiss(path: Path):
+    import faiss
+
+    return faiss.read_index(str(path))
+
+
+def search_faiss(index, queries: np.ndarray, k: int, ef_search: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
+    import faiss
+
+    faiss.omp_set_num_threads(threads)
+    if hasattr(index, "hnsw"):
+        index.hnsw.efSearch = max(ef_search, k)
+    return index.search(np.ascontiguousarray(queries, dtype=np.float32), k)

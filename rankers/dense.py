@@ -1,0 +1,221 @@
+"""Dense retrieval (`dense`: FAISS over corpus embeddings) and dense reranking (`dense_rerank`: no index)."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from eval.digest import content_key
+from rankers.base import Context, Params, Stage
+
+EMBEDDINGS_VERSION = 1
+
+
+class EncoderParams(Params):
+    model: str = Field("minilm-l6", min_length=1, description="alias, local folder or Hugging Face name")
+    batch_size: int = Field(64, gt=0)
+    max_length: int = Field(256, gt=8, description="document tokens")
+    query_max_length: int = Field(64, gt=4)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+
+
+class DenseParams(EncoderParams):
+    k: int = Field(1000, gt=0)
+    index: Literal["flat", "hnsw"] = "flat"
+    hnsw_m: int = Field(32, ge=4, le=128)
+    ef_construction: int = Field(200, gt=0)
+    ef_search: int = Field(128, gt=0)
+
+
+class DenseRerankParams(EncoderParams):
+    k: int = Field(100, gt=0, description="rerank the top k of the upstream run")
+
+
+@functools.cache
+def _encoder(resolved: str, device: str, precision: str):
+    from indexes.dense import load_encoder
+
+    return load_encoder(resolved, device, precision)
+
+
+class _EncoderStage(Stage):
+    def encoder(self):
+        from indexes.models import pick_device, resolve_model
+
+        p = self.params
+        return _encoder(resolve_model(p.model, where=f"{self.name}.model"), pick_device(p.device), p.precision)
+
+    def cache_parts(self, ctx: Context) -> dict:
+        from indexes.models import model_fingerprint, resolve_model
+
+        return {
+            **super().cache_parts(ctx),
+            "model": model_fingerprint(resolve_model(self.params.model, where=f"{self.name}.model")),
+        }
+
+    def encode_queries(self, queries: pd.DataFrame, ctx: Context) -> np.ndarray:
+        from indexes.dense import encode
+
+        texts = [query_text(row) for row in queries.to_dict("records")]
+        return encode(
+            self.encoder(),
+            texts,
+            batch_size=self.params.batch_size,
+            max_length=self.params.query_max_length,
+            progress=ctx.progress,
+            desc=f"{self.name}: queries",
+        )
+
+
+def query_text(row: dict) -> str:
+    """A bi-encoder has one text slot: an instruction, when present, is appended to the query."""
+    instruction = row.get("instruction") or ""
+    return f"{row['query']} {instruction}".strip()
+
+
+class Dense(_EncoderStage):
+    """First-stage dense retrieval: corpus embeddings (float16, cached) searched with FAISS."""
+
+    name = "dense"
+    Params = DenseParams
+    uses_corpus = True
+
+    def embeddings(self, ctx: Context) -> Path:
+        from indexes.dense import encode, save_embeddings
+        from indexes.models import model_fingerprint, resolve_model
+
+        p = self.params
+        corpus = ctx.require_corpus(self.name)
+        resolved = resolve_model(p.model, where=f"{self.name}.model")
+        made_from = {
+            "model": model_fingerprint(resolved),
+            "corpus": corpus.fingerprint,
+            "max_length": p.max_length,
+            "precision": p.precision,
+            "version": EMBEDDINGS_VERSION,
+        }
+
+        def build(tmp: Path) -> dict:
+            docs = list(corpus.docs())
+            from eval.datasets import doc_text
+
+            vectors = encode(
+                self.encoder(),
+                [doc_text(d) for d in docs],
+                batch_size=p.batch_size,
+                max_length=p.max_length,
+                progress=ctx.progress,
+                desc="dense: corpus",
+            )
+            return save_embeddings(tmp, [d["docno"] for d in docs], vectors)
+
+        folder, _ = ctx.store.get_or_build("dense-embeddings", content_key(made_from), build, made_from)
+        return folder
+
+    def faiss_index(self, ctx: Context) -> tuple[list[str], object]:
+        from indexes.dense import build_faiss, load_embeddings, load_faiss, save_faiss
+
+        p = self.params
+        emb_folder = self.embeddings(ctx)
+        made_from = {
+            "embeddings": emb_folder.name,
+            "index": p.index,
+            **({"hnsw_m": p.hnsw_m, "ef_construction": p.ef_construction} if p.index == "hnsw" else {}),
+        }
+
+        def build(tmp: Path) -> dict:
+            _, vectors = load_embeddings(emb_folder)
+            save_faiss(build_faiss(vectors, p.index, p.hnsw_m, p.ef_construction, ctx.threads), tmp / "index.faiss")
+            return {"documents": int(vectors.shape[0])}
+
+        folder, _ = ctx.store.get_or_build("faiss", content_key(made_from), build, made_from)
+        docnos, _ = load_embeddings(emb_folder)
+        return docnos, load_faiss(folder / "index.faiss")
+
+    def prepare(self, ctx: Context) -> None:
+        self.faiss_index(ctx)
+
+    def transform(self, inp: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+        from indexes.dense import search_faiss
+
+        queries = inp.drop_duplicates("qid")
+        docnos, index = self.faiss_index(ctx)
+        vectors = self.encode_queries(queries, ctx)
+        k = min(self.params.k, len(docnos))
+        scores, ids = search_faiss(index, vectors, k, self.params.ef_search, ctx.threads)
+        keep = ids >= 0
+        docno_arr = np.asarray(docnos, dtype=object)
+        run = pd.DataFrame(
+            {
+                "qid": np.repeat(queries["qid"].to_numpy(), k)[keep.ravel()],
+                "docno": docno_arr[ids[keep]],
+                "score": scores[keep].astype("float64"),
+            }
+        )
+        return _ranked(run)
+
+
+class DenseRerank(_EncoderStage):
+    """Scores the upstream top-k by query-document inner product, encoding only those documents."""
+
+    name = "dense_rerank"
+    Params = DenseRerankParams
+    uses_corpus = True
+
+    def transform(self, inp: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+        from indexes.dense import encode
+
+        corpus = ctx.require_corpus(self.name)
+        head, tail = split_top_k(inp, self.params.k)
+        queries = head.drop_duplicates("qid")
+        qvec = dict(zip(queries["qid"], self.encode_queries(queries, ctx), strict=True))
+        unique = pd.unique(head["docno"])
+        dvecs = encode(
+            self.encoder(),
+            corpus.texts(unique),
+            batch_size=self.params.batch_size,
+            max_length=self.params.max_length,
+            progress=ctx.progress,
+            desc="dense_rerank: docs",
+        )
+        row_of = {d: i for i, d in enumerate(unique)}
+        doc_matrix = dvecs[[row_of[d] for d in head["docno"]]]
+        query_matrix = np.stack([qvec[q] for q in head["qid"]])
+        head = head.assign(score=(doc_matrix * query_matrix).sum(1).astype("float64"))
+        return rerank_merge(head, tail)
+
+
+def split_top_k(run: pd.DataFrame, k: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The candidates a reranker scores (rank <= k) and the rest, which keep their order below them."""
+    top = run["rank"] <= k
+    return run[top].copy(), run[~top].copy()
+
+
+def rerank_merge(head: pd.DataFrame, tail: pd.DataFrame) -> pd.DataFrame:
+    """Reranked head first, then the untouched tail, per query; scores of the tail are shifted below the head."""
+    from eval.frames import normalise_run
+
+    head = normalise_run(head[["qid", "docno", "score"]].assign(rank=0))
+    if tail.empty:
+        return head
+    floor = head.groupby("qid")["score"].min()
+    tail = tail[["qid", "docno", "score", "rank"]].copy()
+    offset = tail.groupby("qid")["score"].transform("max") - tail["qid"].map(floor).fillna(0) + 1.0
+    tail["score"] = tail["score"] - offset
+    order = {q: i for i, q in enumerate(pd.unique(pd.concat([head["qid"], tail["qid"]])))}
+    both = pd.concat([head, tail], ignore_index=True)
+    both = both.assign(_q=both["qid"].map(order), _h=np.r_[np.zeros(len(head)), np.ones(len(tail))])
+    both = both.sort_values(["_q", "_h", "score"], ascending=[True, True, False], kind="mergesort")
+    return normalise_run(both.drop(columns=["_q", "_h"]).reset_index(drop=True))
+
+
+def _ranked(run: pd.DataFrame) -> pd.DataFrame:
+    from eval.frames import normalise_run
+
+    return normalise_run(run.assign(rank=0))
