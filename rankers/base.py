@@ -118,4 +118,23 @@ def with_queries(run: pd.DataFrame, queries: pd.DataFrame) -> pd.DataFrame:
     columns = [c for c in queries.columns if c != "qid" and c not in {"docno", "score", "rank"}]
     base = run.drop(columns=[c for c in columns if c in run.columns])
     merged = base.merge(queries[["qid", *columns]].drop_duplicates("qid"), on="qid", how="left", sort=False)
-    return merged[["qid", *columns, "docno", "score", "rank"]]
+    carried = [c for c in merged.columns if c.startswith(SCORE_PREFIX)]
+    return merged[["qid", *columns, "docno", "score", "rank", *carried]]
+
+
+SCORE_PREFIX = "score:"
+
+
+def carry_scores(run: pd.DataFrame, upstream: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Add `score:<stage>` columns: this stage's score plus every earlier stage's, for learning-to-rank features.
+
+    A document an earlier stage did not score gets NaN for that stage (LightGBM treats it as missing).
+    """
+    earlier = [c for c in upstream.columns if c.startswith(SCORE_PREFIX)] if "docno" in upstream else []
+    run = run.drop(columns=[c for c in run.columns if c.startswith(SCORE_PREFIX)])
+    if earlier:
+        run = run.merge(upstream[["qid", "docno", *earlier]], on=["qid", "docno"], how="left", sort=False)
+    column = SCORE_PREFIX + name
+    while column in earlier:  # the same stage twice in a chain: bm25, bm25#2, ...
+        column = f"{column.split('#')[0]}#{int(column.split('#')[1]) + 1 if '#' in column else 2}"
+    return run.assign(**{column: run["score"].to_numpy()})

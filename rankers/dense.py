@@ -35,6 +35,9 @@ class DenseParams(EncoderParams):
 
 class DenseRerankParams(EncoderParams):
     k: int = Field(100, gt=0, description="rerank the top k of the upstream run")
+    corpus_embeddings: bool = Field(
+        False, description="read document vectors from the corpus embeddings `dense` builds (float16, built once)"
+    )
 
 
 @functools.cache
@@ -175,6 +178,8 @@ class DenseRerank(_EncoderStage):
         head, tail = split_top_k(inp, self.params.k)
         queries = head.drop_duplicates("qid")
         qvec = dict(zip(queries["qid"], self.encode_queries(queries, ctx), strict=True))
+        if self.params.corpus_embeddings:
+            return rerank_merge(head.assign(score=self._score_from_corpus(head, qvec, ctx)), tail)
         unique = pd.unique(head["docno"])
         dvecs = encode(
             self.encoder(),
@@ -189,6 +194,21 @@ class DenseRerank(_EncoderStage):
         query_matrix = np.stack([qvec[q] for q in head["qid"]])
         head = head.assign(score=(doc_matrix * query_matrix).sum(1).astype("float64"))
         return rerank_merge(head, tail)
+
+    def _score_from_corpus(self, head: pd.DataFrame, qvec: dict, ctx: Context) -> np.ndarray:
+        """Inner products with the stored corpus vectors: no document is encoded twice across runs."""
+        from indexes.dense import load_embeddings
+
+        p = self.params
+        dense = Dense(
+            model=p.model, batch_size=p.batch_size, max_length=p.max_length, device=p.device, precision=p.precision
+        )
+        docnos, matrix = load_embeddings(dense.embeddings(ctx))
+        row_of = {d: i for i, d in enumerate(docnos)}
+        rows = [row_of[d] for d in head["docno"]]
+        doc_matrix = np.asarray(matrix[rows], dtype=np.float32)
+        query_matrix = np.stack([qvec[q] for q in head["qid"]])
+        return (doc_matrix * query_matrix).sum(1).astype("float64")
 
 
 def split_top_k(run: pd.DataFrame, k: int) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -19,7 +19,7 @@ def test_cli_import_pulls_no_heavy_library():
 def test_help_lists_the_commands(cascade):
     result = cascade("--help")
     assert result.returncode == 0
-    for command in ("run", "eval", "leaderboard", "datasets"):
+    for command in ("run", "eval", "leaderboard", "compare", "datasets"):
         assert command in result.stdout
 
 

@@ -102,3 +102,13 @@ def test_queries_with_instructions_are_encoded_with_them(sample, ctx):
     full = stage.encode_queries(with_instr, ctx)
     assert not np.allclose(plain, full)
     assert isinstance(pd.DataFrame(full), pd.DataFrame)
+
+
+def test_rerank_from_stored_corpus_embeddings_matches_fresh_encoding(sample, ctx):
+    queries = sample.queries.head(8)
+    bm25 = BM25(k=20).transform(queries, ctx).merge(queries, on="qid")
+    fresh = DenseRerank(k=20).transform(bm25, ctx)
+    stored = DenseRerank(k=20, corpus_embeddings=True).transform(bm25, ctx)
+    merged = fresh.merge(stored, on=["qid", "docno"], suffixes=("", "_stored"))
+    assert len(merged) == len(fresh)
+    assert (merged["score"] - merged["score_stored"]).abs().max() < 5e-3  # float16 storage

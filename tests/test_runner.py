@@ -35,7 +35,7 @@ def first_run(tmp_path_factory, cache_dir):
 def test_run_folder_has_every_output(first_run):
     result, _ = first_run
     names = sorted(p.name for p in result.folder.iterdir())
-    assert names == ["config.json", "manifest.json", "metrics.json", "perquery.tsv", "run.trec"]
+    assert names == ["config.json", "manifest.json", "metrics.json", "perquery.tsv", "run.trec", "topdocs.jsonl"]
     metrics = json.loads((result.folder / "metrics.json").read_text())
     assert list(metrics["measures"]) == ["nDCG@10", "RR(rel=2)@10", "R(rel=2)@1000", "AP(rel=2)"]
     manifest = json.loads((result.folder / "manifest.json").read_text())

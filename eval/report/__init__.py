@@ -1,0 +1,47 @@
+"""Reports rebuilt from run folders alone: a Markdown leaderboard, a static HTML site, `cascade compare` tables.
+
+- `runs`: reading run folders (grouped by config hash);  `board`: sections and their statistics (`eval.stats`);
+- `markdown`, `html` (+ `plot`, `assets/`), `terminal`: the three renderings;  `fmt`: shared wording and formats.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from eval.report.board import Board, ReportOptions, Section, build_board, compare_section
+from eval.report.runs import RunInfo, collect_runs, read_run_folder
+
+__all__ = [
+    "Board",
+    "ReportOptions",
+    "RunInfo",
+    "Section",
+    "build_board",
+    "collect_runs",
+    "compare_section",
+    "read_run_folder",
+    "write_leaderboard",
+]
+
+
+def write_leaderboard(
+    root: str | Path,
+    out: str | Path | None = None,
+    options: ReportOptions | None = None,
+    *,
+    html_dir: str | Path | None = None,
+) -> tuple[Path, str, Board]:
+    """Markdown of every run under `root`, written to `out` (default `root/leaderboard.md`), and the HTML site."""
+    from eval.atomic import write_text
+    from eval.report.markdown import leaderboard_markdown
+
+    root = Path(root)
+    board = build_board(collect_runs(root), options or ReportOptions())
+    text = leaderboard_markdown(board)
+    target = Path(out) if out else root / "leaderboard.md"
+    write_text(target, text)
+    if html_dir is not None:
+        from eval.report.html import write_site
+
+        write_site(board, html_dir)
+    return target, text, board

@@ -1,0 +1,115 @@
+"""Training commands and the `train:` references that let a pipeline config name the model a training config makes.
+
+A stage parameter `model: "train:configs/train/ltr.yaml"` is replaced, before the stage is built, by the folder of
+the model that training config produces. That folder is content-addressed (a hash of the training config's
+content and its trainer's version), so `cascade run` trains a missing model once and reuses it after; a changed
+training config gives a new folder, never a stale model.
+
+Each trainer registers itself in `TRAINERS` under the `kind` its YAML declares; it gets the parsed YAML, the file
+path and a `TrainEnv`, fills a temp folder, and returns facts for the artifact's card.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from eval.digest import content_key
+from eval.errors import CascadeError
+from indexes.store import ArtifactStore
+
+TRAIN_PREFIX = "train:"
+MODELS = "models"
+
+
+@dataclass
+class TrainEnv:
+    """What a trainer may use: the artifact store, the data dir, threads and whether to show progress."""
+
+    store: ArtifactStore
+    data_dir: Path | None
+    threads: int
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class Trainer:
+    kind: str
+    version: int
+    train: Callable[[dict, Path, TrainEnv, Path], dict]  # (yaml data, config path, env, out folder) -> card facts
+    # Optional: the content of what the config reads (base model, data files), so changed data is a new model.
+    fingerprint: Callable[[dict, Path, TrainEnv], dict] | None = None
+
+
+TRAINERS: dict[str, Trainer] = {}
+
+
+def register(trainer: Trainer) -> Trainer:
+    TRAINERS[trainer.kind] = trainer
+    return trainer
+
+
+def _load_trainers() -> None:
+    """Trainers import torch/LightGBM lazily; importing their modules only registers them."""
+    import importlib
+
+    for module in ("pipelines.train.ltr", "pipelines.train.cross_encoder"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+def read_training_config(path: str | Path) -> tuple[dict, Trainer]:
+    path = Path(path)
+    if not path.is_file():
+        raise CascadeError("training config not found", where=str(path))
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise CascadeError("not valid YAML", where=f"{path}:{mark.line + 1}" if mark else str(path)) from None
+    if not isinstance(data, dict) or "kind" not in data:
+        raise CascadeError("a training config is a YAML mapping with a 'kind' key", where=str(path))
+    _load_trainers()
+    trainer = TRAINERS.get(data["kind"])
+    if trainer is None:
+        raise CascadeError(
+            f"kind: unknown trainer {data['kind']!r}; known: {', '.join(sorted(TRAINERS))}", where=str(path)
+        )
+    return data, trainer
+
+
+def model_key(data: dict, trainer: Trainer, inputs: dict | None = None) -> str:
+    parts = {"kind": trainer.kind, "version": trainer.version, "config": data}
+    return content_key({**parts, "inputs": inputs} if inputs is not None else parts)
+
+
+def ensure_trained(path: str | Path, env: TrainEnv) -> Path:
+    """The model folder a training config produces; trains it first when it is missing."""
+    data, trainer = read_training_config(path)
+    inputs = trainer.fingerprint(data, Path(path), env) if trainer.fingerprint else None
+    key = model_key(data, trainer, inputs)
+
+    def build(tmp: Path) -> dict:
+        return trainer.train(data, Path(path), env, tmp)
+
+    made_from = {"kind": trainer.kind, "config": data, "file": str(path), "inputs": inputs}
+    folder, _ = env.store.get_or_build(MODELS, key, build, made_from)
+    return folder
+
+
+def resolve_train_refs(value: Any, env: TrainEnv) -> Any:
+    """Replace every `train:PATH` string inside stage parameters (nested too) by the trained model's folder."""
+    if isinstance(value, str) and value.startswith(TRAIN_PREFIX):
+        return str(ensure_trained(value.removeprefix(TRAIN_PREFIX), env))
+    if isinstance(value, dict):
+        return {k: resolve_train_refs(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_train_refs(v, env) for v in value]
+    return value

@@ -1,0 +1,252 @@
+"""Training data for rerankers: queries with a relevant passage, BM25 hard negatives, a seeded dev split.
+
+Where it comes from (never from test queries; `refuse_overlap` checks ids and texts):
+- a registered dataset's queries whose relevant passages (label >= `relevant_label`) are in its corpus, e.g. the
+  MS MARCO dev-small queries over the 30k-passage corpus;
+- BM25 hard negatives: cascade's own `bm25` stage over the same corpus, keeping the top-ranked passages that are
+  not judged relevant (unjudged or label 0; a passage judged below `relevant_label` but above 0 is neither);
+- optionally text triples (`query \\t positive \\t negative`), whose own negative comes first among BM25 ones.
+
+Everything is ordered by the dataset and a seed: the same config gives the same groups, split and batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from eval.errors import CascadeError
+
+DATA_PREFIX = "data:"
+
+
+class DataSpec(BaseModel):
+    """The `train:` section of a training config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = "msmarco-passage/dev-small"
+    relevant_label: int = Field(1, ge=1, description="labels at or above this are positives")
+    dev_queries: int = Field(100, ge=1, description="held out from training, for dev metrics")
+    max_queries: int | None = Field(None, gt=0, description="cap on training queries (after the dev split)")
+    triples: str | None = Field(None, description="TSV of text triples; 'data:' prefix = relative to the data dir")
+    negatives_depth: int = Field(30, gt=0, description="hard negatives come from the BM25 top-N")
+    dev_depth: int = Field(20, gt=0, description="dev metrics rerank the BM25 top-N of each dev query")
+    bm25: dict = Field(default_factory=lambda: {"k1": 0.9, "b": 0.4})
+
+
+@dataclass(frozen=True)
+class Group:
+    """One training query: its first segment, relevant passages, and hard negatives (best BM25 rank first)."""
+
+    qid: str
+    query: str
+    positives: tuple[str, ...]
+    negatives: tuple[str, ...]
+
+
+@dataclass
+class TrainingData:
+    groups: list[Group]
+    dev_candidates: pd.DataFrame  # BM25 run of the dev queries, with `query` (and `instruction`)
+    qrels: pd.DataFrame  # of the dev queries
+    texts: Callable[[list[str]], list[str]]
+    counts: dict = field(default_factory=dict)
+
+
+def normalised_texts(texts: pd.Series) -> set[str]:
+    """Case and spacing do not make a query new."""
+    return set(texts.astype(str).str.lower().str.split().str.join(" "))
+
+
+def refuse_overlap(sources: dict[str, pd.DataFrame], tests: dict[str, pd.DataFrame], where: Callable[[str], str]):
+    """Refuse any training query (`key -> qid, query`) that is a test query by id or by text: one-line error."""
+    for key, train in sources.items():
+        for name, test in tests.items():
+            same_id = sorted(set(train["qid"].astype(str)) & set(test["qid"].astype(str))) if "qid" in train else []
+            same_text = sorted(normalised_texts(train["query"]) & normalised_texts(test["query"]))
+            if same_id or same_text:
+                example = ", ".join(repr(x) for x in (same_id or same_text)[:3])
+                raise CascadeError(
+                    f"{key}: {len(same_id) or len(same_text)} training queries are test queries of '{name}' "
+                    f"(same {'id' if same_id else 'text'}, e.g. {example}); test queries never train a model",
+                    where=where(key),
+                )
+
+
+def read_triples(path: Path) -> pd.DataFrame:
+    """`query \\t positive \\t negative` lines; a short line is an error naming its line."""
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) != 3:
+                raise CascadeError(f"expected 3 tab-separated fields, found {len(parts)}", where=f"{path}:{number}")
+            rows.append((f"triple-{len(rows) + 1}", *parts))
+    return pd.DataFrame(rows, columns=["qid", "query", "positive", "negative"])
+
+
+def resolve_path(value: str, data_dir: Path | None, key: str) -> Path:
+    if value.startswith(DATA_PREFIX):
+        if data_dir is None:
+            raise CascadeError(f"{key}: {value!r} is under the data dir: pass --data-dir or set CASCADE_DATA")
+        path = data_dir / value.removeprefix(DATA_PREFIX)
+    else:
+        path = Path(value).expanduser()
+    if not path.is_file():
+        raise CascadeError(f"{key}: file '{path}' does not exist")
+    return path
+
+
+def split_dev(qids: list[str], n_dev: int, seed: int) -> tuple[list[str], list[str]]:
+    """(train, dev) qids: a seeded permutation, each part kept in the dataset's order."""
+    if n_dev >= len(qids):
+        raise CascadeError(f"train.dev_queries: {n_dev} leaves no training queries out of {len(qids)}")
+    order = np.random.default_rng(seed).permutation(len(qids))
+    dev = set(order[:n_dev].tolist())
+    return [q for i, q in enumerate(qids) if i not in dev], [q for i, q in enumerate(qids) if i in dev]
+
+
+def epoch_order(n_groups: int, epoch: int, seed: int) -> np.ndarray:
+    """The order groups are visited in one epoch: a function of (seed, epoch) only."""
+    return np.random.default_rng([seed, epoch]).permutation(n_groups)
+
+
+def sample_group(group: Group, n_negatives: int, rng: np.random.Generator) -> tuple[str, list[str]]:
+    """One positive and `n_negatives` hard negatives (with repeats only when the pool is smaller)."""
+    positive = group.positives[int(rng.integers(len(group.positives)))]
+    pool = len(group.negatives)
+    picks = rng.choice(pool, size=n_negatives, replace=pool < n_negatives)
+    return positive, [group.negatives[i] for i in picks]
+
+
+def in_corpus(corpus, docno: str) -> bool:
+    try:
+        corpus.text(docno)
+    except CascadeError:
+        return False
+    return True
+
+
+def first_segment(frame: pd.DataFrame, sep: str) -> list[str]:
+    from rankers.cross_encoder import pair_segments
+
+    instructions = frame["instruction"].tolist() if "instruction" in frame else None
+    return pair_segments(frame["query"].tolist(), instructions, sep)
+
+
+def bm25_candidates(queries: pd.DataFrame, dataset, spec: DataSpec, env, depth: int, seed: int) -> pd.DataFrame:
+    """cascade's `bm25` stage over the dataset's corpus, cached like any pipeline stage."""
+    from eval.digest import frame_digest
+    from pipelines.runner import _run_chain
+    from rankers import BM25, Context
+
+    ctx = Context(
+        store=env.store,
+        corpus=dataset.corpus,
+        data_dir=env.data_dir,
+        threads=env.threads,
+        progress=env.progress,
+        seed=seed,
+    )
+    stage = BM25(**{**spec.bm25, "k": depth})
+    upstream = "queries:" + frame_digest(queries, ["qid", "query", "instruction"])
+    run, _ = _run_chain([stage], queries, queries, upstream, ctx, env.store, [])
+    return run
+
+
+def checked_sources(spec: DataSpec, tests: list[str], data_dir: Path | None, where: Callable[[str], str]):
+    """(dataset, triples or None), once no training query is a test query."""
+    from eval.datasets import load_dataset
+
+    dataset = load_dataset(spec.dataset, data_dir)
+    if dataset.corpus is None:
+        raise CascadeError(f"train.dataset: '{spec.dataset}' has no corpus to draw passages from", where=where("train"))
+    triples = read_triples(resolve_path(spec.triples, data_dir, "train.triples")) if spec.triples else None
+    sources = {"train.dataset": dataset.queries}
+    if triples is not None:
+        sources["train.triples"] = triples[["query"]]
+    refuse_overlap(sources, {name: load_dataset(name, data_dir).queries for name in tests}, where)
+    return dataset, triples
+
+
+def build_training_data(
+    spec: DataSpec, tests: list[str], env, seed: int, sep: str, where: Callable[[str], str]
+) -> TrainingData:
+    """Groups for training and BM25 candidates for the dev split, after the overlap check."""
+    dataset, triples = checked_sources(spec, tests, env.data_dir, where)
+    queries = dataset.queries.reset_index(drop=True)
+    qrels = dataset.qrels
+
+    positives = qrels[qrels["label"] >= spec.relevant_label]
+    positives = positives[[in_corpus(dataset.corpus, d) for d in positives["docno"]]]
+    usable = [q for q in queries["qid"] if q in set(positives["qid"])]
+    train_qids, dev_qids = split_dev(usable, spec.dev_queries, seed)
+    if spec.max_queries:
+        train_qids = train_qids[: spec.max_queries]
+
+    wanted = set(train_qids) | set(dev_qids)
+    selected = queries[queries["qid"].isin(wanted)].reset_index(drop=True)
+    search = selected[[c for c in ("qid", "query", "instruction") if c in selected]]
+    if triples is not None:
+        search = pd.concat([search, triples[["qid", "query"]]], ignore_index=True)
+    run = bm25_candidates(search, dataset, spec, env, max(spec.negatives_depth, spec.dev_depth), seed)
+
+    labels = qrels[["qid", "docno", "label"]].rename(columns={"label": "_label"})
+    run = run.merge(labels, on=["qid", "docno"], how="left", sort=False)
+    run["_label"] = run["_label"].fillna(0)
+    negatives = run[(run["rank"] <= spec.negatives_depth) & (run["_label"] <= 0)]
+    neg_by_q = negatives.groupby("qid", sort=False)["docno"].agg(list).to_dict()
+    pos_by_q = positives.groupby("qid", sort=False)["docno"].agg(list).to_dict()
+    texts = dataset.corpus.texts
+    firsts = dict(zip(selected["qid"], first_segment(selected, sep), strict=True))
+
+    groups, skipped = [], 0
+    for qid in train_qids:
+        negs = neg_by_q.get(qid, [])
+        if not negs:
+            skipped += 1
+            continue
+        groups.append(Group(qid, firsts[qid], tuple(texts(pos_by_q[qid])), tuple(texts(negs))))
+    if triples is not None:
+        for row in triples.itertuples(index=False):
+            negs = texts(neg_by_q.get(row.qid, []))
+            groups.append(Group(row.qid, row.query, (row.positive,), (row.negative, *negs)))
+    if not groups:
+        raise CascadeError("train.dataset: no training query has both a relevant passage and a negative")
+
+    dev_candidates = run[run["qid"].isin(set(dev_qids)) & (run["rank"] <= spec.dev_depth)].drop(columns="_label")
+    counts = {
+        "dataset_queries": len(queries),
+        "with_relevant_in_corpus": len(usable),
+        "train_groups": len(groups),
+        "train_queries": len(groups) - (len(triples) if triples is not None else 0),
+        "triples": 0 if triples is None else len(triples),
+        "dev_queries": len(dev_qids),
+        "skipped_without_negatives": skipped,
+    }
+    dev_qrels = qrels[qrels["qid"].isin(set(dev_qids))].reset_index(drop=True)  # unscored queries would count 0
+    return TrainingData(groups, dev_candidates.reset_index(drop=True), dev_qrels, texts, counts)
+
+
+def data_fingerprint(spec: DataSpec, tests: list[str], data_dir: Path | None, where: Callable[[str], str]) -> dict:
+    """What the training data is made of, by content: part of a trained model's address. Checks overlap first,
+    so a refused config fails before anything is built."""
+    from eval.digest import file_digest, frame_digest
+
+    dataset, _ = checked_sources(spec, tests, data_dir, where)
+    parts = {
+        "queries": frame_digest(dataset.queries, ["qid", "query", "instruction"]),
+        "qrels": frame_digest(dataset.qrels, ["qid", "docno", "label"]),
+        "corpus": dataset.corpus.fingerprint if dataset.corpus is not None else None,
+    }
+    if spec.triples:
+        parts["triples"] = file_digest(resolve_path(spec.triples, data_dir, "train.triples"))
+    return parts

@@ -1,0 +1,192 @@
+"""`cascade train ltr`: LightGBM LambdaMART over the candidates of a first-stage pipeline on training queries.
+
+    kind: ltr
+    seed: 42
+    train: {dataset: msmarco-passage/dev-small, dev_fraction: 0.2, max_queries: 2000}
+    test_datasets: [msmarco-passage/dl19, msmarco-passage/dl20]   # refused if any query overlaps
+    candidates: [bm25: {k: 100}]                                  # the chain the model reranks
+    features: [bm25, lexical]                                     # stage scores + lexical group
+    lightgbm: {num_leaves: 31, learning_rate: 0.05, n_estimators: 400, min_data_in_leaf: 20,
+               early_stopping_rounds: 50}
+
+Query groups whose candidates hold no relevant document teach LambdaMART nothing: they are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from eval.errors import CascadeError
+from pipelines.train import TrainEnv, Trainer, register
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrainData(_Strict):
+    dataset: str = "msmarco-passage/dev-small"
+    dev_fraction: float = Field(0.2, gt=0, lt=1)
+    max_queries: int | None = Field(None, gt=10)
+
+
+class LightGBMParams(_Strict):
+    num_leaves: int = Field(31, gt=1)
+    learning_rate: float = Field(0.05, gt=0)
+    n_estimators: int = Field(400, gt=0)
+    min_data_in_leaf: int = Field(20, gt=0)
+    early_stopping_rounds: int = Field(50, gt=0)
+    feature_fraction: float = Field(1.0, gt=0, le=1)
+
+
+class LTRTrainConfig(_Strict):
+    kind: str = "ltr"
+    seed: int = 42
+    train: TrainData = Field(default_factory=TrainData)
+    test_datasets: list[str] = Field(default_factory=lambda: ["msmarco-passage/dl19", "msmarco-passage/dl20"])
+    candidates: list[dict] = Field(..., min_length=1)
+    features: list[str] = Field(..., min_length=1)
+    lightgbm: LightGBMParams = Field(default_factory=LightGBMParams)
+
+
+def parse(data: dict, path: Path) -> LTRTrainConfig:
+    try:
+        return LTRTrainConfig.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(p) for p in error["loc"])
+        message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+        raise CascadeError(f"{key}: {message}", where=str(path)) from None
+
+
+def refuse_overlap(train: pd.DataFrame, tests: list[str], env: TrainEnv, path: Path) -> None:
+    """Test queries never train a model: the same id or the same text (case and spacing ignored) is refused."""
+    from eval.datasets import load_dataset
+
+    def norm(texts: pd.Series) -> set[str]:
+        return set(texts.astype(str).str.lower().str.split().str.join(" "))
+
+    for name in tests:
+        test = load_dataset(name, env.data_dir).queries
+        shared = set(train["qid"]) & set(test["qid"])
+        shared_text = norm(train["query"]) & norm(test["query"])
+        if shared or shared_text:
+            example = sorted(shared)[:3] or sorted(shared_text)[:3]
+            raise CascadeError(
+                f"train.dataset: {len(shared) or len(shared_text)} training queries overlap the test queries of "
+                f"'{name}' (e.g. {example})",
+                where=str(path),
+            )
+
+
+def split_queries(queries: pd.DataFrame, dev_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    order = np.random.default_rng(seed).permutation(len(queries))
+    n_dev = max(1, int(round(dev_fraction * len(queries))))
+    return queries.iloc[np.sort(order[n_dev:])], queries.iloc[np.sort(order[:n_dev])]
+
+
+def labelled(frame: pd.DataFrame, qrels: pd.DataFrame) -> pd.DataFrame:
+    labels = qrels.rename(columns={"label": "_label"})[["qid", "docno", "_label"]]
+    out = frame.merge(labels, on=["qid", "docno"], how="left", sort=False)
+    return out.assign(_label=out["_label"].fillna(0).clip(lower=0).astype(int))
+
+
+def train_ltr(data: dict, path: Path, env: TrainEnv, out: Path) -> dict:
+    import lightgbm
+
+    from eval.datasets import load_dataset
+    from eval.digest import frame_digest
+    from pipelines.runner import _run_chain
+    from rankers import STAGES, Context
+    from rankers.ltr import feature_matrix, feature_names
+
+    config = parse(data, path)
+    dataset = load_dataset(config.train.dataset, env.data_dir)
+    queries = dataset.queries
+    if config.train.max_queries:
+        queries = queries.sample(n=min(config.train.max_queries, len(queries)), random_state=config.seed)
+        queries = queries.sort_index()
+    refuse_overlap(queries, config.test_datasets, env, path)
+    ctx = Context(
+        store=env.store,
+        corpus=dataset.corpus,
+        data_dir=env.data_dir,
+        threads=env.threads,
+        progress=env.progress,
+        seed=config.seed,
+    )
+    stages = [STAGES[name](**(params or {})) for item in config.candidates for name, params in item.items()]
+    upstream = "queries:" + frame_digest(queries, ["qid", "query", "instruction"])
+    frame, _ = _run_chain(stages, queries, queries, upstream, ctx, env.store, [])
+    frame = labelled(frame.reset_index(drop=True), dataset.qrels)
+    features = feature_matrix(frame, config.features, ctx)
+
+    useful = frame.groupby("qid")["_label"].transform("max") > 0
+    skipped = int(frame.loc[~useful, "qid"].nunique())
+    train_q, dev_q = split_queries(
+        queries[queries["qid"].isin(set(frame.loc[useful, "qid"]))], config.train.dev_fraction, config.seed
+    )
+    if len(train_q) < 2:
+        raise CascadeError("train.dataset: fewer than 2 query groups with a relevant candidate", where=str(path))
+
+    def part(qids: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        mask = frame["qid"].isin(set(qids["qid"])).to_numpy()
+        sub = frame[mask]
+        groups = sub.groupby("qid", sort=False).size().tolist()
+        return features[mask], sub["_label"].to_numpy(), groups
+
+    x_train, y_train, g_train = part(train_q)
+    x_dev, y_dev, g_dev = part(dev_q)
+    p = config.lightgbm
+    ranker = lightgbm.LGBMRanker(
+        objective="lambdarank",
+        num_leaves=p.num_leaves,
+        learning_rate=p.learning_rate,
+        n_estimators=p.n_estimators,
+        min_child_samples=p.min_data_in_leaf,
+        colsample_bytree=p.feature_fraction,
+        random_state=config.seed,
+        deterministic=True,
+        force_row_wise=True,
+        n_jobs=env.threads,
+        verbose=-1,
+    )
+    log: dict = {}
+    ranker.fit(
+        x_train,
+        y_train,
+        group=g_train,
+        eval_X=(x_dev,),
+        eval_y=(y_dev,),
+        eval_group=[g_dev],
+        eval_at=[10],
+        feature_name=[n.replace(":", "_") for n in feature_names(config.features)],
+        callbacks=[lightgbm.early_stopping(p.early_stopping_rounds, verbose=False), lightgbm.record_evaluation(log)],
+    )
+    booster = ranker.booster_
+    booster.save_model(str(out / "model.txt"), num_iteration=ranker.best_iteration_ or None)
+    (out / "features.json").write_text(
+        json.dumps({"features": config.features, "columns": feature_names(config.features)}, indent=2)
+    )
+    curve = log.get("valid_0", {}).get("ndcg@10", [])
+    (out / "training_log.json").write_text(json.dumps({"dev_ndcg@10": curve}, indent=1))
+    importance = booster.feature_importance(importance_type="gain", iteration=ranker.best_iteration_ or None)
+    return {
+        "train_queries": len(train_q),
+        "dev_queries": len(dev_q),
+        "skipped_groups_without_relevant": skipped,
+        "rows": len(frame),
+        "best_iteration": int(ranker.best_iteration_ or p.n_estimators),
+        "dev_ndcg@10": round(float(max(curve)), 6) if curve else None,
+        "feature_importance_gain": {
+            n: round(float(v), 4) for n, v in zip(feature_names(config.features), importance, strict=True)
+        },
+    }
+
+
+register(Trainer("ltr", 1, train_ltr))

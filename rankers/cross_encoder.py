@@ -1,0 +1,244 @@
+"""Cross-encoder reranking (`cross_encoder`): a transformer reads query and passage together and gives one score.
+
+    - bm25: {k: 1000}
+    - cross_encoder: {model: "train:configs/train/cross-encoder.yaml", k: 100}
+
+The model is any `AutoModelForSequenceClassification` with one output (an alias, a local folder, a Hugging Face
+name, or a `train:` reference that the runner replaces by the trained model's folder). The top `k` documents of
+each query are scored; the rest keep their order below them (standard reranking).
+
+Input format, shared by training and inference (`pair_segments`):
+
+    [CLS] query [SEP] passage [SEP]                      no instruction
+    [CLS] query [SEP] instruction [SEP] passage [SEP]    with an `instruction` column
+
+i.e. an instruction is appended to the query in the first segment, joined by the tokenizer's own separator token
+(`[SEP]` for BERT), so the model sees it as a third span with segment id 0. The passage is the corpus document's
+title and body (`eval.datasets.doc_text`); pairs longer than `max_length` lose tokens from the longer side.
+
+Speed: all pairs are tokenised in one call, sorted by token length (stable, so the batches and hence the scores
+are deterministic) and cut into batches that need almost no padding; every batch goes through `map_batches`, the
+one loop a distributed executor could replace. CUDA runs in fp16/bf16 weights; CPU uses bf16 autocast only where
+`indexes.models.autocast_dtype` finds native bf16 (emulated bf16 is slower than fp32), else fp32.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from eval.errors import CascadeError
+from rankers.base import Context, Params, Stage
+
+TRAIN_PREFIX = "train:"  # resolved by pipelines.train before the stage is built; rankers never import pipelines
+
+
+class CrossEncoderParams(Params):
+    model: str = Field(..., min_length=1, description="alias, local folder, Hugging Face name, or train:CONFIG")
+    k: int = Field(100, gt=0, description="rerank the top k of the upstream run")
+    batch_size: int = Field(32, gt=0)
+    max_length: int = Field(256, gt=8, description="tokens of query + instruction + passage")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        """Fail at config load, before any stage runs, on a model that cannot be found."""
+        if value.startswith(TRAIN_PREFIX):
+            return value
+        from indexes.models import resolve_model
+
+        try:
+            resolve_model(value)
+        except CascadeError as exc:
+            raise PydanticCustomError("model", "{reason}", {"reason": str(exc).removeprefix("model: ")}) from None
+        return value
+
+
+@dataclass
+class Scorer:
+    """A loaded cross-encoder: tokenizer, model (eval mode, on its device) and the CPU autocast dtype, if any."""
+
+    tokenizer: Any
+    model: Any
+    device: str
+    autocast: Any  # torch dtype for CPU autocast, or None
+
+
+def load_scorer(resolved: str, device: str = "cpu", precision: str = "auto") -> Scorer:
+    """Load a one-output sequence classifier; a folder without a usable model is a one-line error."""
+    import torch
+    import transformers
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from indexes.models import autocast_dtype
+
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolved)
+        model = AutoModelForSequenceClassification.from_pretrained(resolved)
+    except (OSError, ValueError) as exc:
+        raise CascadeError(f"cannot load model '{resolved}' ({str(exc).splitlines()[0]})", where="model") from None
+    if model.config.num_labels != 1:
+        raise CascadeError(f"model '{resolved}' has {model.config.num_labels} outputs; a cross-encoder has 1")
+    dtype = autocast_dtype(device, precision)
+    model.eval().to(device)
+    if device.startswith("cuda") and dtype is not None:
+        model.to(dtype)  # half weights on CUDA: faster than autocast, same numbers within bf16 tolerance
+        dtype = None
+    torch.manual_seed(0)
+    return Scorer(tokenizer, model, device, dtype)
+
+
+@functools.cache
+def _cached_scorer(resolved: str, device: str, precision: str) -> Scorer:
+    return load_scorer(resolved, device, precision)
+
+
+def pair_segments(queries: Iterable[str], instructions: Iterable[str | None] | None, sep: str) -> list[str]:
+    """First segments of the pairs: the query, or `query SEP instruction` (see the module docstring)."""
+    if instructions is None:
+        return [str(q) for q in queries]
+    pairs = zip(queries, instructions, strict=True)
+    return [f"{q} {sep} {i}" if isinstance(i, str) and i.strip() else str(q) for q, i in pairs]
+
+
+def tokenize_pairs(tokenizer: Any, first: Sequence[str], second: Sequence[str], max_length: int) -> dict:
+    """Token ids (and segment ids) of every pair, unpadded, in one fast-tokenizer call."""
+    return tokenizer(list(first), list(second), truncation=True, max_length=max_length)
+
+
+def length_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
+    """Indices in batches of similar length, longest first; stable, so equal inputs give equal batches."""
+    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def pad_batch(tokens: dict, rows: Sequence[int], pad_id: int) -> dict[str, np.ndarray]:
+    """Right-padded int64 arrays of the given rows: input_ids, attention_mask and token_type_ids (if any)."""
+    ids = tokens["input_ids"]
+    width = max(len(ids[r]) for r in rows)
+    out = {"input_ids": np.full((len(rows), width), pad_id, dtype=np.int64)}
+    out["attention_mask"] = np.zeros((len(rows), width), dtype=np.int64)
+    if "token_type_ids" in tokens:
+        out["token_type_ids"] = np.zeros((len(rows), width), dtype=np.int64)
+    for i, r in enumerate(rows):
+        n = len(ids[r])
+        out["input_ids"][i, :n] = ids[r]
+        out["attention_mask"][i, :n] = 1
+        if "token_type_ids" in tokens:
+            out["token_type_ids"][i, :n] = tokens["token_type_ids"][r]
+    return out
+
+
+def forward_logits(scorer: Scorer, batch: dict[str, np.ndarray]):
+    """Scores of one padded batch as a float32 tensor (with grad when the caller trains)."""
+    import torch
+
+    inputs = {name: torch.from_numpy(array).to(scorer.device) for name, array in batch.items()}
+    kind = "cuda" if scorer.device.startswith("cuda") else "cpu"
+    with torch.autocast(kind, dtype=scorer.autocast or torch.float32, enabled=scorer.autocast is not None):
+        logits = scorer.model(**inputs).logits
+    return logits[:, 0].float()
+
+
+def map_batches(fn: Callable[[Any], Any], batches: Iterable[Any]) -> Iterator[Any]:
+    """The one loop over batches of rerank work: a distributed executor (Ray Data) can replace it unchanged."""
+    for batch in batches:
+        yield fn(batch)
+
+
+def score_pairs(
+    scorer: Scorer,
+    first: Sequence[str],
+    second: Sequence[str],
+    *,
+    batch_size: int = 32,
+    max_length: int = 256,
+    progress: bool = False,
+    desc: str = "cross_encoder",
+) -> np.ndarray:
+    """One float32 score per (first segment, passage) pair, in input order."""
+    import torch
+    from tqdm.auto import tqdm
+
+    out = np.zeros(len(first), dtype=np.float32)
+    if not len(first):
+        return out
+    tokens = tokenize_pairs(scorer.tokenizer, first, second, max_length)
+    batches = length_batches([len(x) for x in tokens["input_ids"]], batch_size)
+    pad_id = scorer.tokenizer.pad_token_id or 0
+
+    def run(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return rows, forward_logits(scorer, pad_batch(tokens, rows, pad_id)).cpu().numpy()
+
+    with torch.inference_mode(), tqdm(total=len(first), desc=desc, unit="pair", disable=not progress) as bar:
+        for rows, scores in map_batches(run, batches):
+            out[rows] = scores
+            bar.update(len(rows))
+    return out
+
+
+class CrossEncoder(Stage):
+    """Reranks the top-k of the upstream run with a cross-encoder; documents below k keep their order."""
+
+    name = "cross_encoder"
+    Params = CrossEncoderParams
+    uses_corpus = True
+
+    def resolved(self) -> str:
+        from indexes.models import resolve_model
+
+        if self.params.model.startswith(TRAIN_PREFIX):
+            raise CascadeError(
+                f"{self.params.model!r} is a training-config reference: `cascade run` resolves it (pipelines.train)",
+                where=f"{self.name}.model",
+            )
+        return resolve_model(self.params.model, where=f"{self.name}.model")
+
+    def scorer(self) -> Scorer:
+        from indexes.models import pick_device
+
+        return _cached_scorer(self.resolved(), pick_device(self.params.device), self.params.precision)
+
+    def cache_parts(self, ctx: Context) -> dict:
+        """The model's content (not its path), and where it runs: CUDA half and CPU fp32 scores differ slightly."""
+        from indexes.models import autocast_dtype, model_fingerprint, pick_device
+
+        device = pick_device(self.params.device)
+        parts = super().cache_parts(ctx)
+        parts["params"] = {**parts["params"], "model": model_fingerprint(self.resolved())}
+        parts["compute"] = f"{device.split(':')[0]}/{autocast_dtype(device, self.params.precision) or 'fp32'}"
+        return parts
+
+    def prepare(self, ctx: Context) -> None:
+        self.scorer()
+
+    def transform(self, inp: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+        import torch
+
+        from rankers.dense import rerank_merge, split_top_k
+
+        corpus = ctx.require_corpus(self.name)
+        head, tail = split_top_k(inp, self.params.k)
+        scorer = self.scorer()
+        torch.set_num_threads(max(1, ctx.threads))
+        instructions = head["instruction"].tolist() if "instruction" in head else None
+        first = pair_segments(head["query"].tolist(), instructions, scorer.tokenizer.sep_token)
+        scores = score_pairs(
+            scorer,
+            first,
+            corpus.texts(head["docno"].astype(str)),
+            batch_size=self.params.batch_size,
+            max_length=self.params.max_length,
+            progress=ctx.progress,
+        )
+        return rerank_merge(head.assign(score=scores.astype("float64")), tail)

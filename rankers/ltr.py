@@ -1,0 +1,117 @@
+"""Learning to rank: a LightGBM LambdaMART model over upstream stage scores and lexical features.
+
+The model folder (made by `cascade train ltr`) holds `model.txt` (LightGBM's text format: no pickle) and
+`features.json`, the feature names in order: stage names, whose scores the runner carries along as
+`score:<stage>` columns, and `lexical`, the group in `indexes.lexical.FEATURES`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from eval.digest import content_key, file_digest, frame_digest
+from eval.errors import CascadeError
+from rankers.base import SCORE_PREFIX, Context, Params, Stage
+
+LEXICAL = "lexical"
+FEATURES_VERSION = 1
+
+
+class LTRParams(Params):
+    model: str = Field(..., min_length=1, description="model folder, or train:CONFIG for the model it trains")
+    k: int = Field(100, gt=0, description="rerank the top k of the upstream run")
+
+
+def feature_names(features: list[str]) -> list[str]:
+    """Column names of the feature matrix, lexical expanded."""
+    from indexes.lexical import FEATURES
+
+    names = []
+    for feature in features:
+        names += [f"lexical:{f}" for f in FEATURES] if feature == LEXICAL else [f"{SCORE_PREFIX}{feature}"]
+    return names
+
+
+def feature_matrix(frame: pd.DataFrame, features: list[str], ctx: Context) -> np.ndarray:
+    """Features for every row of `frame` (a run carrying `score:*` columns), cached by content address."""
+    available = sorted(c.removeprefix(SCORE_PREFIX) for c in frame.columns if c.startswith(SCORE_PREFIX))
+    for feature in features:
+        if feature != LEXICAL and f"{SCORE_PREFIX}{feature}" not in frame.columns:
+            upstream = ", ".join(available) or "none"
+            raise CascadeError(
+                f"feature '{feature}' is not provided by any upstream stage (upstream: {upstream})",
+                where="ltr.features",
+            )
+    blocks = [
+        lexical_features(frame, ctx)
+        if f == LEXICAL
+        else frame[f"{SCORE_PREFIX}{f}"].to_numpy(dtype=np.float64)[:, None]
+        for f in features
+    ]
+    return np.hstack(blocks) if blocks else np.zeros((len(frame), 0))
+
+
+def lexical_features(frame: pd.DataFrame, ctx: Context) -> np.ndarray:
+    from indexes import lucene
+    from indexes.lexical import FEATURES, term_stats
+    from rankers.lucene import lucene_index
+
+    index = lucene_index(ctx)
+    made_from = {"index": index.name, "pairs": frame_digest(frame, ["qid", "query", "docno"]), "v": FEATURES_VERSION}
+
+    def build(tmp: Path) -> dict:
+        stats = term_stats(ctx.store, index, ctx.log_dir / "lexical.log")
+        queries = frame.drop_duplicates("qid")
+        terms = dict(zip(queries["qid"], lucene.analyze(queries["query"].astype(str).tolist()), strict=True))
+        out = np.zeros((len(frame), len(FEATURES)), dtype=np.float64)
+        positions = frame.groupby("qid", sort=False).indices
+        for qid, rows in positions.items():
+            out[rows] = stats.features(terms[qid], frame["docno"].iloc[rows].tolist())
+        np.save(tmp / "features.npy", out)
+        return {"rows": len(frame), "features": len(FEATURES)}
+
+    folder, _ = ctx.store.get_or_build("features", content_key(made_from), build, made_from)
+    return np.load(folder / "features.npy")
+
+
+class LTR(Stage):
+    """Reranks the upstream top-k with a LambdaMART model; the rest keeps its order below."""
+
+    name = "ltr"
+    Params = LTRParams
+    uses_corpus = True
+
+    def folder(self) -> Path:
+        folder = Path(self.params.model)
+        if not (folder / "model.txt").is_file() or not (folder / "features.json").is_file():
+            raise CascadeError(f"'{folder}' is not an LTR model folder (model.txt, features.json)", where="ltr.model")
+        return folder
+
+    def features(self) -> list[str]:
+        return json.loads((self.folder() / "features.json").read_text())["features"]
+
+    def cache_parts(self, ctx: Context) -> dict:
+        parts = super().cache_parts(ctx)
+        parts["params"] = {**parts["params"], "model": file_digest(self.folder() / "model.txt")}
+        return parts
+
+    def transform(self, inp: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+        import lightgbm
+
+        from rankers.dense import rerank_merge, split_top_k
+
+        head, tail = split_top_k(inp, self.params.k)
+        head = head.reset_index(drop=True)
+        booster = lightgbm.Booster(model_file=str(self.folder() / "model.txt"))
+        scores = booster.predict(feature_matrix(head, self.features(), ctx), num_threads=ctx.threads)
+        importance = booster.feature_importance(importance_type="gain")
+        names = feature_names(self.features())
+        self.last_stats = {
+            "feature_importance_gain": {n: round(float(v), 4) for n, v in zip(names, importance, strict=True)}
+        }
+        return rerank_merge(head.assign(score=scores.astype("float64")), tail)
