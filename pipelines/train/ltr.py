@@ -64,26 +64,6 @@ def parse(data: dict, path: Path) -> LTRTrainConfig:
         raise CascadeError(f"{key}: {message}", where=str(path)) from None
 
 
-def refuse_overlap(train: pd.DataFrame, tests: list[str], env: TrainEnv, path: Path) -> None:
-    """Test queries never train a model: the same id or the same text (case and spacing ignored) is refused."""
-    from eval.datasets import load_dataset
-
-    def norm(texts: pd.Series) -> set[str]:
-        return set(texts.astype(str).str.lower().str.split().str.join(" "))
-
-    for name in tests:
-        test = load_dataset(name, env.data_dir).queries
-        shared = set(train["qid"]) & set(test["qid"])
-        shared_text = norm(train["query"]) & norm(test["query"])
-        if shared or shared_text:
-            example = sorted(shared)[:3] or sorted(shared_text)[:3]
-            raise CascadeError(
-                f"train.dataset: {len(shared) or len(shared_text)} training queries overlap the test queries of "
-                f"'{name}' (e.g. {example})",
-                where=str(path),
-            )
-
-
 def split_queries(queries: pd.DataFrame, dev_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     order = np.random.default_rng(seed).permutation(len(queries))
     n_dev = max(1, int(round(dev_fraction * len(queries))))
@@ -102,6 +82,7 @@ def train_ltr(data: dict, path: Path, env: TrainEnv, out: Path) -> dict:
     from eval.datasets import load_dataset
     from eval.digest import frame_digest
     from pipelines.runner import _run_chain
+    from pipelines.train.data import refuse_overlap
     from rankers import STAGES, Context
     from rankers.ltr import feature_matrix, feature_names
 
@@ -111,7 +92,8 @@ def train_ltr(data: dict, path: Path, env: TrainEnv, out: Path) -> dict:
     if config.train.max_queries:
         queries = queries.sample(n=min(config.train.max_queries, len(queries)), random_state=config.seed)
         queries = queries.sort_index()
-    refuse_overlap(queries, config.test_datasets, env, path)
+    tests = {name: load_dataset(name, env.data_dir).queries for name in config.test_datasets}
+    refuse_overlap({"train.dataset": queries}, tests, lambda key: str(path))
     ctx = Context(
         store=env.store,
         corpus=dataset.corpus,
