@@ -146,32 +146,6 @@ def report(args: argparse.Namespace, rate: dict, results: dict, n: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def replace_section(path: Path, heading: str, section: str) -> None:
-    """Swap this benchmark's section of RESULTS.md (between its own markers), leaving the others as they are.
-
-    The markers are derived from the heading; a section written before markers existed is found by its heading
-    and ends at the next heading or marker. Atomic write.
-    """
-    name = heading.lstrip("# ").split(" (")[0].lower().replace(" ", "-")
-    start_mark, end_mark = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    block = f"{start_mark}\n{section.rstrip()}\n{end_mark}\n"
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    if start_mark in text and end_mark in text:
-        start, end = text.index(start_mark), text.index(end_mark) + len(end_mark) + 1
-    elif heading in text:
-        start = text.index(heading)
-        ends = [i for i in (text.find("\n## ", start + 1), text.find("\n<!-- ", start + 1)) if i >= 0]
-        end = min(ends) + 1 if ends else len(text)
-    else:
-        start = end = len(text)
-        block = ("\n" if text.endswith("\n") else "\n\n") + block
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(
-        text[:start] + block + ("\n" if end < len(text) and not text[end:].startswith("\n") else "") + text[end:]
-    )
-    os.replace(tmp, path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get("CASCADE_DATA"))
@@ -206,7 +180,9 @@ def main() -> None:
     rate = {s: n / t for s, t in best.items()}
     section = report(args, rate, results, n)
     print(section)
-    replace_section(Path(args.out), HEADING, section)
+    from bench.results import replace_section
+
+    replace_section(Path(args.out), "cross-encoder", section)
 
 
 if __name__ == "__main__":

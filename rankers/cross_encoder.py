@@ -18,8 +18,9 @@ title and body (`eval.datasets.doc_text`); pairs longer than `max_length` lose t
 
 Speed: all pairs are tokenised in one call, sorted by token length (stable, so the batches and hence the scores
 are deterministic) and cut into batches that need almost no padding; every batch goes through `map_batches`, the
-one loop a distributed executor could replace. CUDA runs in fp16/bf16 weights; CPU uses bf16 autocast only where
-`indexes.models.autocast_dtype` finds native bf16 (emulated bf16 is slower than fp32), else fp32.
+one loop a distributed executor could replace. Precision is autocast over fp32 weights, the same mechanism on
+both devices: bf16 (or fp16) on CUDA; on CPU bf16 only where `indexes.models.autocast_dtype` finds native bf16
+(emulated bf16 is slower than fp32), else fp32.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class Scorer:
     tokenizer: Any
     model: Any
     device: str
-    autocast: Any  # torch dtype for CPU autocast, or None
+    autocast: Any  # torch dtype for autocast (fp32 weights, half matmuls), or None for fp32
 
 
 def load_scorer(resolved: str, device: str = "cpu", precision: str = "auto") -> Scorer:
@@ -89,13 +90,9 @@ def load_scorer(resolved: str, device: str = "cpu", precision: str = "auto") -> 
         raise CascadeError(f"cannot load model '{resolved}' ({str(exc).splitlines()[0]})", where="model") from None
     if model.config.num_labels != 1:
         raise CascadeError(f"model '{resolved}' has {model.config.num_labels} outputs; a cross-encoder has 1")
-    dtype = autocast_dtype(device, precision)
     model.eval().to(device)
-    if device.startswith("cuda") and dtype is not None:
-        model.to(dtype)  # half weights on CUDA: faster than autocast, same numbers within bf16 tolerance
-        dtype = None
     torch.manual_seed(0)
-    return Scorer(tokenizer, model, device, dtype)
+    return Scorer(tokenizer, model, device, autocast_dtype(device, precision))
 
 
 @functools.cache
