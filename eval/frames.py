@@ -208,11 +208,12 @@ def write_run(run: pd.DataFrame, path: str | Path, tag: str = "cascade") -> None
         handle.write(format_run(run, tag))
 
 
-def read_qrels(path: str | Path) -> pd.DataFrame:
+def read_qrels(path: str | Path, label_scale: int | None = None) -> pd.DataFrame:
     """Read TREC qrels (`qid iter docno label`) or a BEIR qrels TSV (header `query-id corpus-id score`).
 
     Repeated identical judgments are merged; the same (qid, docno) with two different labels is an error,
-    because no measure can be trusted on such a file.
+    because no measure can be trusted on such a file. `label_scale` reads fractional grades (BIRCO's DORIS-MAE)
+    as `round(grade * scale)`: ir_measures needs integer grades, and nDCG is unchanged by scaling every gain.
     """
     path = Path(path)
     with open_text(path) as handle:
@@ -225,7 +226,10 @@ def read_qrels(path: str | Path) -> pd.DataFrame:
         table = _read_whitespace_table(path, 4, "TREC qrels")
         qid, docno, label, offset = table[0], table[2], 3, 0
     qrels = pd.DataFrame({"qid": qid.astype(str), "docno": docno.astype(str)})
-    qrels["label"] = _numeric(table, label, path, "label", integer=True)
+    if label_scale is None:
+        qrels["label"] = _numeric(table, label, path, "label", integer=True)
+    else:
+        qrels["label"] = np.rint(_numeric(table, label, path, "label") * label_scale).astype("int64")
     dup = qrels.duplicated(["qid", "docno"], keep=False)
     if dup.any():
         same = qrels[dup].groupby(["qid", "docno"])["label"].nunique()

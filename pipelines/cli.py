@@ -89,6 +89,43 @@ def sweep(
     typer.echo(f"sweep: {folder / 'sweep.md'}  {folder / 'sweep.png'}")
 
 
+@app.command()
+def suite(
+    config: Annotated[Path, typer.Argument(help="Suite config (YAML), e.g. configs/suites/negation.yaml.")],
+    pipelines: Annotated[
+        list[Path], typer.Option("--pipelines", "-p", help="Pipeline configs to evaluate (repeatable; globs expand).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where suite run folders go (OUT/SUITE/TASK/PIPELINE).")] = (
+        Path("runs/suites")
+    ),
+    data_dir: DataDir = None,
+    cache: Annotated[Path, typer.Option(help="Cache of indexes and stage outputs.", envvar="CASCADE_CACHE")] = Path(
+        ".cascade"
+    ),
+    threads: Annotated[int | None, typer.Option(help="Threads for search (default: all cores).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Run every pipeline under each protocol of a suite (negation, instruction, extrapolation, msmarco)."""
+    from pipelines.runner import Session
+    from pipelines.suite import outcome_line, run_suite
+
+    session = Session.open(data_dir, cache, threads, not quiet and sys.stderr.isatty())
+    run_suite(config, _expand(pipelines), out, session, on_result=lambda o: typer.echo(outcome_line(o)))
+
+
+def _expand(paths: list[Path]) -> list[Path]:
+    """Shell-style globs in --pipelines also work when the shell did not expand them (e.g. from make)."""
+    import glob
+
+    out: list[Path] = []
+    for path in paths:
+        matches = sorted(glob.glob(str(path))) if any(c in str(path) for c in "*?[") else [str(path)]
+        if not matches:
+            raise CascadeError(f"--pipelines: no config matches {str(path)!r}")
+        out += [Path(m) for m in matches]
+    return list(dict.fromkeys(out))
+
+
 @app.command("eval")
 def eval_command(
     qrels: Annotated[Path, typer.Argument(help="Qrels: TREC (qid iter docno label) or BEIR TSV.")],

@@ -12,6 +12,7 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from eval.atomic import atomic_dir
-from eval.datasets import Dataset, load_dataset, load_folder, resolve_data_dir
+from eval.datasets import Corpus, Dataset, load_dataset, load_folder, resolve_data_dir
 from eval.digest import content_key, frame_digest
 from eval.errors import CascadeError
 from eval.frames import RUN_COLUMNS, format_run
@@ -152,6 +153,99 @@ def _run_chain(
     return frame, upstream
 
 
+@dataclass
+class Session:
+    """What every run of one command shares: the data dir, the cache, threads and progress display."""
+
+    data_dir: Path | None
+    store: ArtifactStore
+    threads: int
+    progress: bool
+
+    @classmethod
+    def open(cls, data_dir: str | Path | None, cache_dir: str | Path, threads: int | None, progress: bool) -> Session:
+        return cls(resolve_data_dir(data_dir), ArtifactStore(cache_dir), threads or os.cpu_count() or 1, progress)
+
+    def context(self, corpus: Corpus | None, seed: int) -> Context:
+        return Context(
+            store=self.store,
+            corpus=corpus,
+            data_dir=self.data_dir,
+            threads=self.threads,
+            progress=self.progress,
+            seed=seed,
+        )
+
+    def train_env(self) -> TrainEnv:
+        return TrainEnv(self.store, self.data_dir, self.threads, self.progress)
+
+
+@dataclass
+class Executed:
+    """A chain's final frame (with `score:<stage>` columns), its content address and the stages' timings."""
+
+    frame: pd.DataFrame
+    run_key: str
+    timings: list[StageTiming]
+    stages: list[Stage]
+
+
+def execute(stages: list[Stage], queries: pd.DataFrame, ctx: Context) -> Executed:
+    """Run a chain of stages over queries, every stage through the cache."""
+    random.seed(ctx.seed)
+    np.random.seed(ctx.seed)
+    upstream = "queries:" + frame_digest(queries, ["qid", "query", "instruction"])
+    timings: list[StageTiming] = []
+    frame, upstream = _run_chain(stages, queries, queries, upstream, ctx, ctx.store, timings)
+    return Executed(frame, upstream, timings, stages)
+
+
+def manifest_for(
+    config: Config, config_path: Path | None, dataset: Dataset, done: Executed, ctx: Context, started: float, **extra
+) -> dict:
+    """What a run folder says about how it was made: config hash, seed, stages and timings, versions, commit."""
+    return {
+        "name": config.name,
+        "description": config.description,
+        "config_hash": config.config_hash,
+        "config_file": str(config_path) if config_path else None,
+        "pipeline": " >> ".join(repr(s) for s in done.stages),
+        "dataset": {
+            "name": dataset.name,
+            "qrels": dataset.qrels_name,
+            "queries": len(dataset.queries),
+            "qrels_rows": len(dataset.qrels),
+            "corpus": dataset.corpus.fingerprint if dataset.corpus is not None else None,
+        },
+        "seed": config.seed,
+        "run_key": done.run_key,
+        "stages": [{**t.__dict__, "ms_per_query": round(t.ms_per_query, 4)} for t in done.timings],
+        "ms_per_query": round(sum(t.ms_per_query for t in done.timings), 4),
+        **extra,
+        "versions": package_versions(),
+        "git": git_commit(),
+        "host": host(),
+        "threads": ctx.threads,
+        "wall_seconds": round(time.perf_counter() - started, 6),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def write_run_folder(
+    folder: Path, config: Config, manifest: dict, metrics: dict, files: dict[str, Path | bytes]
+) -> None:
+    """One run folder, all or nothing: the files, metrics.json, manifest.json and the config."""
+    with atomic_dir(folder) as tmp:
+        for name, source in files.items():
+            if isinstance(source, bytes):
+                (tmp / name).write_bytes(source)
+            elif source.exists():
+                shutil.copyfile(source, tmp / name)
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        (tmp / "config.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2) + "\n")
+
+
 def run_config(
     config: Config,
     config_path: Path | None,
@@ -161,59 +255,37 @@ def run_config(
     cache_dir: str | Path = ".cascade",
     threads: int | None = None,
     progress: bool = True,
+    session: Session | None = None,
 ) -> RunResult:
     """Run one pipeline config and write `<out_dir>/<name>/` atomically."""
+    session = session or Session.open(data_dir, cache_dir, threads, progress)
+    dataset = open_dataset(config, session.data_dir)
+    return run_on_dataset(config, config_path, dataset, out_dir / config.name, session)
+
+
+Extend = Callable[[pd.DataFrame], tuple[dict, dict[str, bytes]]]
+
+
+def run_on_dataset(
+    config: Config,
+    config_path: Path | None,
+    dataset: Dataset,
+    folder: Path,
+    session: Session,
+    *,
+    manifest_extra: dict | None = None,
+    extend: Extend | None = None,
+) -> RunResult:
+    """Run the config's pipeline on `dataset` and write `folder`; `extend(perquery)` may add summary figures and
+    files (a suite's view of the same run, e.g. ReSTTest's interpolation and extrapolation sides)."""
     started = time.perf_counter()
-    random.seed(config.seed)
-    np.random.seed(config.seed)
-    root = resolve_data_dir(data_dir)
-    dataset = open_dataset(config, root)
-    queries, qrels = dataset.queries, dataset.qrels
-    if queries.empty:
+    if dataset.queries.empty:
         raise CascadeError(f"dataset '{dataset.name}' has no judged queries")
     measures = parse_measures(config.measures)
-    store = ArtifactStore(cache_dir)
-    ctx = Context(
-        store=store,
-        corpus=dataset.corpus,
-        data_dir=root,
-        threads=threads or os.cpu_count() or 1,
-        progress=progress,
-        seed=config.seed,
-    )
-    stages = build_stages(config, TrainEnv(store, root, ctx.threads, progress))
-
-    upstream = "queries:" + frame_digest(queries, ["qid", "query", "instruction"])
-    timings: list[StageTiming] = []
-    frame, upstream = _run_chain(stages, queries, queries, upstream, ctx, store, timings)
-
-    outputs = _outputs(frame, upstream, dataset, measures, _tag(config.name), store)
+    ctx = session.context(dataset.corpus, config.seed)
+    done = execute(build_stages(config, session.train_env()), dataset.queries, ctx)
+    outputs = _outputs(done.frame, done.run_key, dataset, measures, _tag(config.name), session.store)
     aggregate = json.loads((outputs / "measures.json").read_text())
-    folder = out_dir / config.name
-    manifest = {
-        "name": config.name,
-        "description": config.description,
-        "config_hash": config.config_hash,
-        "config_file": str(config_path) if config_path else None,
-        "pipeline": " >> ".join(repr(s) for s in stages),
-        "dataset": {
-            "name": dataset.name,
-            "qrels": dataset.qrels_name,
-            "queries": len(queries),
-            "qrels_rows": len(qrels),
-            "corpus": dataset.corpus.fingerprint if dataset.corpus is not None else None,
-        },
-        "seed": config.seed,
-        "run_key": upstream,
-        "stages": [{**t.__dict__, "ms_per_query": round(t.ms_per_query, 4)} for t in timings],
-        "ms_per_query": round(sum(t.ms_per_query for t in timings), 4),
-        "versions": package_versions(),
-        "git": git_commit(),
-        "host": host(),
-        "threads": ctx.threads,
-        "wall_seconds": round(time.perf_counter() - started, 6),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
     metrics = {
         "name": config.name,
         "dataset": dataset.name,
@@ -221,14 +293,15 @@ def run_config(
         "queries": json.loads((outputs / "card.json").read_text())["queries_scored"],
         "measures": aggregate,
     }
-    with atomic_dir(folder) as tmp:
-        for name in ("run.trec", "perquery.tsv", "topdocs.jsonl"):
-            if (outputs / name).exists():
-                shutil.copyfile(outputs / name, tmp / name)
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-        (tmp / "config.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2) + "\n")
-    return RunResult(config, folder, aggregate, timings)
+    files: dict[str, Path | bytes] = {name: outputs / name for name in ("run.trec", "perquery.tsv", "topdocs.jsonl")}
+    if extend is not None:
+        perquery = pd.read_csv(outputs / "perquery.tsv", sep="\t", dtype={"qid": str, "measure": str})
+        summary, more = extend(perquery)
+        metrics["summary"] = summary
+        files.update(more)
+    manifest = manifest_for(config, config_path, dataset, done, ctx, started, **(manifest_extra or {}))
+    write_run_folder(folder, config, manifest, metrics, files)
+    return RunResult(config, folder, aggregate, done.timings)
 
 
 OUTPUTS_VERSION = 1

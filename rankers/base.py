@@ -55,6 +55,9 @@ class Stage(ABC):
     Params: ClassVar[type[Params]] = Params
     version: ClassVar[int] = 1
     uses_corpus: ClassVar[bool] = False
+    # How the stage uses a query's `instruction`, or None when it cannot read one (suites report which stages
+    # ignored it rather than silently giving them the bare query).
+    reads_instruction: ClassVar[str | None] = None
 
     def __init__(self, params: Params | None = None, **kwargs: Any) -> None:
         self.params = params if params is not None else self.Params(**kwargs)

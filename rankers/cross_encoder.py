@@ -190,6 +190,7 @@ class CrossEncoder(Stage):
     name = "cross_encoder"
     Params = CrossEncoderParams
     uses_corpus = True
+    reads_instruction = "its own segment after the query"
 
     def resolved(self) -> str:
         from indexes.models import resolve_model

@@ -48,6 +48,8 @@ def _encoder(resolved: str, device: str, precision: str):
 
 
 class _EncoderStage(Stage):
+    reads_instruction = "appended to the query text"
+
     def encoder(self):
         from indexes.models import pick_device, resolve_model
 

@@ -51,9 +51,7 @@ def test_flat_search_equals_brute_force_over_cached_float16_embeddings(sample, c
 def test_hnsw_agrees_with_flat(sample, ctx):
     flat = Dense(k=10).transform(sample.queries, ctx)
     hnsw = Dense(k=10, index="hnsw", hnsw_m=16, ef_construction=100, ef_search=64).transform(sample.queries, ctx)
-    overlap = [
-        len(set(flat[flat.qid == q].docno) & set(hnsw[hnsw.qid == q].docno)) / 10 for q in sample.queries["qid"]
-    ]
+    overlap = [len(set(flat[flat.qid == q].docno) & set(hnsw[hnsw.qid == q].docno)) / 10 for q in sample.queries["qid"]]
     assert np.mean(overlap) >= 0.95
 
 

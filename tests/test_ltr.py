@@ -67,6 +67,7 @@ def test_training_saves_a_text_model_and_is_reused(tmp_path):
 def test_training_is_deterministic(tmp_path):
     first = ensure_trained(TINY, TrainEnv(ArtifactStore(tmp_path / "a"), None, 2, progress=False))
     second = ensure_trained(TINY, TrainEnv(ArtifactStore(tmp_path / "b"), None, 1, progress=False))
+
     def trees(folder: Path) -> str:  # the text ends with the parameters, thread count included
         return (folder / "model.txt").read_text().split("\nparameters:")[0]
 

@@ -60,6 +60,11 @@ class Corpus:
     def _texts(self) -> dict[str, str]:
         return {doc["docno"]: doc_text(doc) for doc in self.docs()}
 
+    @functools.cached_property
+    def size(self) -> int:
+        """How many documents: the depth at which a first stage returns the whole corpus."""
+        return len(self._texts)
+
     def text(self, docno: str) -> str:
         """A document's text (title and body) for rerankers; the corpus is read once per process."""
         try:
@@ -123,6 +128,7 @@ def beir_dataset(
     description: str,
     *,
     qrels_name: str = "default",
+    label_scale: int | None = None,
 ) -> Dataset:
     """A BEIR folder (`corpus.jsonl[.gz]`, `queries.jsonl`, `qrels/<split>.tsv`), or TREC-format qrels.
 
@@ -131,11 +137,11 @@ def beir_dataset(
     qrels_path = folder / qrels_file
 
     def qrels() -> pd.DataFrame:
-        return read_qrels(qrels_path)
+        return read_qrels(qrels_path, label_scale)
 
     def queries() -> pd.DataFrame:
         table = read_queries(_first(folder, "queries.jsonl", "queries.jsonl.gz"))
-        judged = set(read_qrels(qrels_path)["qid"])
+        judged = set(read_qrels(qrels_path, label_scale)["qid"])
         return table[table["qid"].isin(judged)].reset_index(drop=True)
 
     corpus = None
@@ -223,7 +229,29 @@ class Entry:
     qrels: str
     description: str
     official_qrels: str | None = None
+    label_scale: int | None = None  # fractional grades become round(grade * scale) (see read_qrels)
 
+
+# BIRCO's tasks: each query's qrels rows are its candidate pool, and every query carries its task's objective as
+# `instruction`. The test split where the snapshot has it, else dev (DORIS-MAE's test split is absent).
+BIRCO = [
+    Entry("birco/arguana", "birco/arguana/test", "qrels/test.tsv", "BIRCO ArguAna: counter-arguments, 100 queries"),
+    Entry(
+        "birco/clinical-trial",
+        "birco/clinical-trial/test",
+        "qrels/test.tsv",
+        "BIRCO Clinical-Trial: trials for a patient, 50 queries",
+    ),
+    Entry(
+        "birco/doris-mae",
+        "birco/doris-mae/dev",
+        "qrels/dev.tsv",
+        "BIRCO DORIS-MAE (dev): abstracts for research needs, 40 queries; fractional grades x1000",
+        label_scale=1000,
+    ),
+    Entry("birco/relic", "birco/relic/test", "qrels/test.tsv", "BIRCO RELIC: literary quotations, 100 queries"),
+    Entry("birco/wtb", "birco/wtb/test", "qrels/test.tsv", "BIRCO WhatsThatBook: books from vague memories, 100 q."),
+]
 
 REGISTRY: dict[str, Entry] = {
     e.name: e
@@ -261,6 +289,7 @@ REGISTRY: dict[str, Entry] = {
         Entry("vaswani", "vaswani", "qrels/test.tsv", "Vaswani (NPL), 93 queries, 11,429 abstracts"),
         Entry("nevir", "nevir/beir", "qrels/test.tsv", "NevIR negation pairs as a retrieval task (BEIR view)"),
         Entry("noveleval", "noveleval-2306", "qrels/test.tsv", "NovelEval 2306, 21 queries x 20 candidates"),
+        *BIRCO,
     ]
 }
 
@@ -292,7 +321,7 @@ def load_dataset(name: str, data_dir: str | Path | None = None, qrels: str = "de
         folder = root / entry.folder
         if not folder.is_dir():
             raise CascadeError(f"dataset '{name}' expects the folder '{folder}' in the data dir")
-    return beir_dataset(name, folder, qrels_file, entry.description, qrels_name=qrels)
+    return beir_dataset(name, folder, qrels_file, entry.description, qrels_name=qrels, label_scale=entry.label_scale)
 
 
 def load_folder(path: str | Path, qrels_file: str = "qrels/test.tsv") -> Dataset:

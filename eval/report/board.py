@@ -45,6 +45,13 @@ class Section:
     def anchor(self) -> str:
         return "s-" + "".join(c if c.isalnum() else "-" for c in f"{self.suite}-{self.dataset}").strip("-").lower()
 
+    @property
+    def summary_keys(self) -> list[str]:
+        keys: list[str] = []
+        for run in self.runs:
+            keys += [k for k in run.summary if k not in keys]
+        return keys
+
     def mean(self, run: RunInfo, measure: str) -> Interval | None:
         return self.analysis.means.get((run.label, measure))
 

@@ -90,3 +90,11 @@ def coverage(section: Section, label: str) -> str:
 def board_sentence(board: Board) -> str:
     runs = sum(len(s.runs) for s in board.sections)
     return f"{runs} run{'s' * (runs != 1)} in {len(board.sections)} section{'s' * (len(board.sections) != 1)}"
+
+
+def summary_value(value: object) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return num(value)
+    return str(value)

@@ -57,8 +57,10 @@ def _num_sort(value: float | None) -> str:
 
 
 def _leaderboard_table(section: Section, alpha: float) -> str:
-    head = ["pipeline", "queries", *section.measures, f"W/T/L {section.primary}", "ms/query", "ms/query by stage"]
-    classes = ["text", "", *[""] * len(section.measures), "", "", "text"]
+    extra = section.summary_keys
+    head = ["pipeline", "queries", *section.measures, *extra, f"W/T/L {section.primary}", "ms/query"]
+    head.append("ms/query by stage")
+    classes = ["text", "", *[""] * len(section.measures), *[""] * len(extra), "", "", "text"]
     rows = []
     for run in section.runs:
         is_base = run is section.baseline
@@ -75,6 +77,10 @@ def _leaderboard_table(section: Section, alpha: float) -> str:
             mark_html = f' <span class="{"better" if mark == fmt.BETTER else "worse"}">{mark}</span>' if mark else ""
             ci = f'<span class="ci">[{fmt.num(interval.low, 3)}, {fmt.num(interval.high, 3)}]</span>'
             cells.append(_cell(f"{fmt.num(interval.mean)} {ci}{mark_html}", _num_sort(interval.mean)))
+        for key in extra:
+            value = run.summary.get(key)
+            sort = _num_sort(value) if isinstance(value, int | float) else fmt.summary_value(value)
+            cells.append(_cell(esc(fmt.summary_value(value)), sort))
         pair = section.pair(run, section.primary)
         cells.append(_cell("baseline" if is_base else esc(fmt.wtl(pair)), "" if pair is None else pair.wins))
         cells.append(_cell(esc(fmt.ms(run.ms_per_query)), _num_sort(run.ms_per_query)))

@@ -20,15 +20,19 @@ def md(text: object) -> str:
 
 
 def section_table(section: Section, alpha: float) -> list[str]:
-    measures = section.measures
-    head = ["pipeline", "queries", *measures, f"W/T/L {section.primary}", "ms/query", "ms/query by stage"]
-    lines = ["| " + " | ".join(md(h) for h in head) + " |", "|---|---:|" + "---:|" * (len(measures) + 2) + "---|"]
+    measures, extra = section.measures, section.summary_keys
+    head = ["pipeline", "queries", *measures, *extra, f"W/T/L {section.primary}", "ms/query", "ms/query by stage"]
+    lines = [
+        "| " + " | ".join(md(h) for h in head) + " |",
+        "|---|---:|" + "---:|" * (len(measures) + len(extra) + 2) + "---|",
+    ]
     for run in section.runs:
         cells = [md(run.label), fmt.coverage(section, run.label)]
         for measure in measures:
             pair = section.pair(run, measure)
             mark = fmt.marker(pair, alpha)
             cells.append(fmt.mean_pm(section.mean(run, measure)) + (f" {mark}" if mark else ""))
+        cells += [md(fmt.summary_value(run.summary.get(key))) for key in extra]
         cells.append("baseline" if run is section.baseline else fmt.wtl(section.pair(run, section.primary)))
         cells.append(fmt.ms(run.ms_per_query))
         cells.append(md(fmt.stage_ms(run.stage_ms)))

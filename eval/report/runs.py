@@ -60,6 +60,13 @@ class RunInfo:
         ]
 
     @property
+    def summary(self) -> dict:
+        """Figures a suite reports besides per-query measures (e.g. the mean over ReSTTest buckets, or why a stage
+        could not read instructions): shown as they are, with no test, since they have no per-query values."""
+        value = self.metrics.get("summary")
+        return dict(value) if isinstance(value, dict) else {}
+
+    @property
     def measures(self) -> list[str]:
         """In the config's order (metrics.json keeps it), then any other measure the per-query table has."""
         listed = [str(m) for m in (self.metrics.get("measures") or {})]
@@ -116,7 +123,8 @@ def collect_runs(root: str | Path) -> list[RunInfo]:
         found.append(read_run_folder(path.parent))
     groups: dict[str, list[RunInfo]] = {}
     for run in found:
-        groups.setdefault(run.config_hash or f"folder:{run.folder}", []).append(run)
+        key = f"{run.suite}:{run.config_hash}" if run.config_hash else f"folder:{run.folder}"
+        groups.setdefault(key, []).append(run)
     runs = []
     for members in groups.values():
         members.sort(key=lambda r: (str(r.manifest.get("created", "")), str(r.folder)), reverse=True)

@@ -142,13 +142,11 @@ def first_segment(frame: pd.DataFrame, sep: str) -> list[str]:
     return pair_segments(frame["query"].tolist(), instructions, sep)
 
 
-def bm25_candidates(queries: pd.DataFrame, dataset, spec: DataSpec, env, depth: int, seed: int) -> pd.DataFrame:
-    """cascade's `bm25` stage over the dataset's corpus, cached like any pipeline stage."""
-    from eval.digest import frame_digest
-    from pipelines.runner import _run_chain
-    from rankers import BM25, Context
+def training_context(dataset, env, seed: int):
+    """The stage context of a training command: its dataset's corpus and the command's cache and threads."""
+    from rankers import Context
 
-    ctx = Context(
+    return Context(
         store=env.store,
         corpus=dataset.corpus,
         data_dir=env.data_dir,
@@ -156,10 +154,21 @@ def bm25_candidates(queries: pd.DataFrame, dataset, spec: DataSpec, env, depth: 
         progress=env.progress,
         seed=seed,
     )
+
+
+def run_candidates(stages: list, queries: pd.DataFrame, ctx) -> pd.DataFrame:
+    """Training candidates come from the same cached stages a pipeline runs, so training and test see one BM25."""
+    from pipelines.runner import execute
+
+    return execute(stages, queries, ctx).frame
+
+
+def bm25_candidates(queries: pd.DataFrame, dataset, spec: DataSpec, env, depth: int, seed: int) -> pd.DataFrame:
+    """cascade's `bm25` stage over the dataset's corpus, cached like any pipeline stage."""
+    from rankers import BM25
+
     stage = BM25(**{**spec.bm25, "k": depth})
-    upstream = "queries:" + frame_digest(queries, ["qid", "query", "instruction"])
-    run, _ = _run_chain([stage], queries, queries, upstream, ctx, env.store, [])
-    return run
+    return run_candidates([stage], queries, training_context(dataset, env, seed))
 
 
 def checked_sources(spec: DataSpec, tests: list[str], data_dir: Path | None, where: Callable[[str], str]):

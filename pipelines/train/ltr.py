@@ -80,10 +80,8 @@ def train_ltr(data: dict, path: Path, env: TrainEnv, out: Path) -> dict:
     import lightgbm
 
     from eval.datasets import load_dataset
-    from eval.digest import frame_digest
-    from pipelines.runner import _run_chain
-    from pipelines.train.data import refuse_overlap
-    from rankers import STAGES, Context
+    from pipelines.train.data import refuse_overlap, run_candidates, training_context
+    from rankers import STAGES
     from rankers.ltr import feature_matrix, feature_names
 
     config = parse(data, path)
@@ -94,17 +92,9 @@ def train_ltr(data: dict, path: Path, env: TrainEnv, out: Path) -> dict:
         queries = queries.sort_index()
     tests = {name: load_dataset(name, env.data_dir).queries for name in config.test_datasets}
     refuse_overlap({"train.dataset": queries}, tests, lambda key: str(path))
-    ctx = Context(
-        store=env.store,
-        corpus=dataset.corpus,
-        data_dir=env.data_dir,
-        threads=env.threads,
-        progress=env.progress,
-        seed=config.seed,
-    )
+    ctx = training_context(dataset, env, config.seed)
     stages = [STAGES[name](**(params or {})) for item in config.candidates for name, params in item.items()]
-    upstream = "queries:" + frame_digest(queries, ["qid", "query", "instruction"])
-    frame, _ = _run_chain(stages, queries, queries, upstream, ctx, env.store, [])
+    frame = run_candidates(stages, queries, ctx)
     frame = labelled(frame.reset_index(drop=True), dataset.qrels)
     features = feature_matrix(frame, config.features, ctx)
 
