@@ -44,14 +44,25 @@ bench: install
 	$(BIN)/python bench/dense_speed.py --data-dir "$(CASCADE_DATA)" --out bench/RESULTS.md
 	$(BIN)/python bench/leaderboard_speed.py --out bench/RESULTS.md
 
-# Real-data runs go to $(RUNS)/real and, as Markdown stamped with the commit, between README.md's leaderboard
-# markers; every run goes into the static site $(RUNS)/site. Without a data dir the README is left as it is.
+# Every suite runs for the standard pipelines. Real-data results go to $(RUNS)/real and, as Markdown stamped with
+# the commit, between README.md's leaderboard markers; everything goes into the static site $(RUNS)/site. Without
+# a data dir only the built-in sample runs, and the README is left as it is.
 REAL_CONFIGS ?= configs/msmarco/*.yaml
-BASELINES := --baseline '*-bm25' --baseline '*-official-bm25-run'
+SUITE_PIPELINES ?= $(addprefix configs/msmarco/dl19-,bm25.yaml bm25-rm3.yaml dense.yaml bm25-dense-rerank.yaml \
+	bm25-ce.yaml bm25-ltr.yaml)
+SAMPLE_PIPELINES := configs/sample/bm25.yaml configs/sample/bm25-rm3.yaml configs/sample/dense.yaml \
+	configs/sample/bm25-dense-rerank.yaml configs/sample/bm25-ltr.yaml
+BASELINES := --baseline '*-bm25' --baseline '*-official-bm25-run' --baseline bm25
+SUITE := $(BIN)/cascade suite -q
 leaderboard: install
 	$(BIN)/cascade run configs/sample/*.yaml --out $(RUNS)/sample -q
+	$(SUITE) configs/suites/sample-negation.yaml -p $(SAMPLE_PIPELINES) --out $(RUNS)/sample
+	$(SUITE) configs/suites/sample-instruction.yaml -p $(SAMPLE_PIPELINES) --out $(RUNS)/sample
 	@if [ -n "$(CASCADE_DATA)" ]; then \
-	  $(BIN)/cascade run $(REAL_CONFIGS) --out $(RUNS)/real -q && \
+	  $(SUITE) configs/suites/msmarco.yaml -p $(REAL_CONFIGS) --out $(RUNS)/real && \
+	  $(SUITE) configs/suites/negation.yaml -p $(SUITE_PIPELINES) --out $(RUNS)/real && \
+	  $(SUITE) configs/suites/instruction.yaml -p $(SUITE_PIPELINES) --out $(RUNS)/real && \
+	  $(SUITE) configs/suites/extrapolation.yaml -p $(REAL_CONFIGS) --out $(RUNS)/real && \
 	  $(BIN)/cascade leaderboard $(RUNS)/real $(BASELINES) --readme README.md > /dev/null; \
 	else echo "no data dir (CASCADE_DATA): the README's real-data leaderboard is left as it is"; fi
 	$(BIN)/cascade leaderboard $(RUNS) $(BASELINES) --html $(RUNS)/site

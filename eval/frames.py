@@ -350,6 +350,22 @@ def _query_columns(rows: list[dict]) -> list[str]:
     return QUERY_COLUMNS + (["instruction"] if any("instruction" in r for r in rows) else [])
 
 
+def iter_jsonl(path: str | Path, what: str = "JSON") -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-empty line; a line that is not a JSON object names the file and line."""
+    path = Path(path)
+    with open_text(path) as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise CascadeError(f"not a {what} line ({exc.msg})", where=f"{path}:{number}") from None
+            if not isinstance(obj, dict):
+                raise CascadeError(f"a {what} line must be a JSON object", where=f"{path}:{number}")
+            yield number, obj
+
+
 def iter_corpus(path: str | Path) -> Iterator[dict]:
     """Yield BEIR corpus documents as `{"docno", "title", "text"}`; the line number names a broken record."""
     path = Path(path)

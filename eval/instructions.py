@@ -24,7 +24,6 @@ whose queries are instances of a base query, each with its own user instruction 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from eval.errors import CascadeError, warn
-from eval.frames import check_queries, iter_corpus, normalise_run, open_text, read_qrels
+from eval.frames import check_queries, iter_corpus, iter_jsonl, normalise_run, read_qrels
 
 FOLLOWIR_QUERY_FIELDS = ("_id", "text", "instruction_og", "instruction_changed")
 INSTRUCTIR_QUERY_FIELDS = ("_id", "text", "instruction", "base_query_id")
@@ -76,21 +75,12 @@ def _find(folder: Path, name: str) -> Path:
 def _read_jsonl_fields(path: Path, fields: tuple[str, ...], what: str) -> tuple[list[dict], list[int]]:
     """Records with every field present (values as str); the first line lacking one is an error naming it."""
     records, lines = [], []
-    with open_text(path) as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CascadeError(f"not a JSON {what} line ({exc})", where=f"{path}:{number}") from None
-            if not isinstance(obj, dict):
-                raise CascadeError(f"a {what} line must be a JSON object", where=f"{path}:{number}")
-            missing = [f for f in fields if obj.get(f) is None]
-            if missing:
-                raise CascadeError(f"{what} line lacks field {missing[0]!r}", where=f"{path}:{number}")
-            records.append({f: str(obj[f]) for f in fields})
-            lines.append(number)
+    for number, obj in iter_jsonl(path, f"JSON {what}"):
+        missing = [f for f in fields if obj.get(f) is None]
+        if missing:
+            raise CascadeError(f"{what} line lacks field {missing[0]!r}", where=f"{path}:{number}")
+        records.append({f: str(obj[f]) for f in fields})
+        lines.append(number)
     return records, lines
 
 

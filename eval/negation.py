@@ -10,14 +10,13 @@ model put the same document first for both queries (it ignored the negation).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from eval.errors import CascadeError
-from eval.frames import open_text
+from eval.frames import iter_jsonl
 
 FIELDS = ("id", "q1", "q2", "doc1", "doc2")
 MEASURES = ("paired_accuracy", "pairwise_accuracy", "same_first")
@@ -61,25 +60,16 @@ def read_pairs(path: str | Path) -> Pairs:
     if not path.is_file():
         raise CascadeError("NevIR pairs file not found", where=str(path))
     rows, seen = [], set()
-    with open_text(path) as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CascadeError(f"not a JSON line ({exc.msg})", where=f"{path}:{number}") from None
-            if not isinstance(obj, dict):
-                raise CascadeError("expected a JSON object with id, q1, q2, doc1, doc2", where=f"{path}:{number}")
-            for name in FIELDS:
-                value = obj.get(name)
-                if value is None or (isinstance(value, str) and not value.strip()):
-                    raise CascadeError(f"missing field '{name}'", where=f"{path}:{number}")
-            pair = str(obj["id"])
-            if pair in seen:
-                raise CascadeError(f"pair id '{pair}' appears twice", where=f"{path}:{number}")
-            seen.add(pair)
-            rows.append((pair, *(str(obj[n]) for n in FIELDS[1:])))
+    for number, obj in iter_jsonl(path, "NevIR"):
+        for name in FIELDS:
+            value = obj.get(name)
+            if value is None or (isinstance(value, str) and not value.strip()):
+                raise CascadeError(f"missing field '{name}'", where=f"{path}:{number}")
+        pair = str(obj["id"])
+        if pair in seen:
+            raise CascadeError(f"pair id '{pair}' appears twice", where=f"{path}:{number}")
+        seen.add(pair)
+        rows.append((pair, *(str(obj[n]) for n in FIELDS[1:])))
     if not rows:
         raise CascadeError("no NevIR pairs in the file", where=str(path))
     return Pairs(path, pd.DataFrame(rows, columns=list(FIELDS)))

@@ -311,14 +311,32 @@ def search_impact(
 class ImpactSearcher:
     """One query at a time through Anserini's `SimpleImpactSearcher` (what pyserini's LuceneImpactSearcher wraps).
 
-    Used to time per-query latency; the stage's own search goes through `search_impact`. Threads that call
-    `search` must call `detach()` before they end (pyjnius attaches each thread to the JVM).
+    Used to time per-query latency; the stage's own search goes through `search_impact`. Each calling thread gets
+    its own Java searcher: `SimpleImpactSearcher.search(Map, k)` keeps per-call state in the searcher, and two
+    threads sharing one fail with a ConcurrentModificationException. Threads that call `search` must call
+    `detach()` before they end (pyjnius attaches each thread to the JVM).
     """
 
     def __init__(self, index: Path) -> None:
-        self._searcher = _java("io.anserini.search.SimpleImpactSearcher")(str(index))
+        import threading
+
+        self._index = str(index)
+        self._local = threading.local()
+        self._opened: list = []
+        self._lock = threading.Lock()
+        self.retries = 0
         self._map = _java("java.util.HashMap")
         self._int = _java("java.lang.Integer")
+        self._searcher()  # open (and fail on a bad index) in the constructor's thread
+
+    def _searcher(self):
+        searcher = getattr(self._local, "searcher", None)
+        if searcher is None:
+            searcher = _java("io.anserini.search.SimpleImpactSearcher")(self._index)
+            self._local.searcher = searcher
+            with self._lock:
+                self._opened.append(searcher)
+        return searcher
 
     def search(self, vector: dict[str, int], k: int) -> int:
         """Search and fetch the hits' docids, as pyserini does; returns the number of hits."""
@@ -328,7 +346,23 @@ class ImpactSearcher:
                 query.put(term, self._int(int(weight)))
         if query.isEmpty():
             return 0
-        return len(self._searcher.search(query, k))
+        return len(self._search(query, k))
+
+    def _search(self, query, k: int, tries: int = 3):
+        """Anserini 1.7.1's `encode_with_onnx` iterates a HashMap that another thread's search can change, even
+        with one searcher per thread: a rare ConcurrentModificationException. The search is read-only, so it is
+        retried (counted in `retries`), never turned into a wrong result."""
+        import jnius
+
+        for attempt in range(tries):
+            try:
+                return self._searcher().search(query, k)
+            except jnius.JavaException as exc:
+                if "ConcurrentModification" not in str(exc) or attempt == tries - 1:
+                    raise
+                with self._lock:
+                    self.retries += 1
+        raise AssertionError("unreachable")
 
     @staticmethod
     def detach() -> None:
@@ -337,7 +371,10 @@ class ImpactSearcher:
         jnius.detach()
 
     def close(self) -> None:
-        self._searcher.close()
+        with self._lock:
+            for searcher in self._opened:
+                searcher.close()
+            self._opened.clear()
 
 
 def document_vectors(index: Path, log: Path) -> Iterator[tuple[str, dict[str, int]]]:

@@ -25,17 +25,19 @@ DataDir = Annotated[
     typer.Option("--data-dir", help="Folder of local datasets (default: $CASCADE_DATA).", show_default=False),
 ]
 
+Cache = Annotated[Path, typer.Option(help="Cache of indexes and stage outputs.", envvar="CASCADE_CACHE")]
+Threads = Annotated[int | None, typer.Option(help="Threads for search (default: all cores).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
 
 @app.command()
 def run(
     configs: Annotated[list[Path], typer.Argument(help="Pipeline config files (YAML).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Where run folders go.")] = Path("runs"),
     data_dir: DataDir = None,
-    cache: Annotated[Path, typer.Option(help="Cache of indexes and stage outputs.", envvar="CASCADE_CACHE")] = Path(
-        ".cascade"
-    ),
-    threads: Annotated[int | None, typer.Option(help="Threads for search (default: all cores).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    cache: Cache = Path(".cascade"),
+    threads: Threads = None,
+    quiet: Quiet = False,
 ) -> None:
     """Run pipeline configs; each writes run.trec, metrics.json, perquery.tsv and manifest.json."""
     from pipelines.config import load_config
@@ -62,11 +64,9 @@ def sweep(
     config: Annotated[Path, typer.Argument(help="Sweep config (YAML): a base config and a grid, or configs.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Where sweep folders go.")] = Path("sweeps"),
     data_dir: DataDir = None,
-    cache: Annotated[Path, typer.Option(help="Cache of indexes and stage outputs.", envvar="CASCADE_CACHE")] = Path(
-        ".cascade"
-    ),
-    threads: Annotated[int | None, typer.Option(help="Threads for search (default: all cores).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    cache: Cache = Path(".cascade"),
+    threads: Threads = None,
+    quiet: Quiet = False,
 ) -> None:
     """Run a grid of query-time knobs; write the efficiency-effectiveness table, Pareto frontier and plot."""
     from pipelines.sweep import run_sweep
@@ -99,11 +99,9 @@ def suite(
         Path("runs/suites")
     ),
     data_dir: DataDir = None,
-    cache: Annotated[Path, typer.Option(help="Cache of indexes and stage outputs.", envvar="CASCADE_CACHE")] = Path(
-        ".cascade"
-    ),
-    threads: Annotated[int | None, typer.Option(help="Threads for search (default: all cores).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    cache: Cache = Path(".cascade"),
+    threads: Threads = None,
+    quiet: Quiet = False,
 ) -> None:
     """Run every pipeline under each protocol of a suite (negation, instruction, extrapolation, msmarco)."""
     from pipelines.runner import Session

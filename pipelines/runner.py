@@ -294,14 +294,39 @@ def run_on_dataset(
         "measures": aggregate,
     }
     files: dict[str, Path | bytes] = {name: outputs / name for name in ("run.trec", "perquery.tsv", "topdocs.jsonl")}
+    summary = stage_summary(done.timings)
     if extend is not None:
         perquery = pd.read_csv(outputs / "perquery.tsv", sep="\t", dtype={"qid": str, "measure": str})
-        summary, more = extend(perquery)
-        metrics["summary"] = summary
+        more_summary, more = extend(perquery)
+        summary.update(more_summary)
         files.update(more)
+    if summary:
+        metrics["summary"] = summary
     manifest = manifest_for(config, config_path, dataset, done, ctx, started, **(manifest_extra or {}))
     write_run_folder(folder, config, manifest, metrics, files)
     return RunResult(config, folder, aggregate, done.timings)
+
+
+# Facts an approximate first stage reports about itself (`last_stats`) that belong in the leaderboard next to its
+# effectiveness: how close it is to exact search, its latency distribution and what its index costs.
+SUMMARY_STATS = {
+    "accuracy@10": ("accuracy@10 vs exact", 1.0),
+    "latency_1t_p50_ms": ("p50 ms, 1 thread", 1.0),
+    "latency_1t_p99_ms": ("p99 ms, 1 thread", 1.0),
+    "index_bytes": ("index MB", 1e-6),
+    "build_seconds": ("build s", 1.0),
+}
+
+
+def stage_summary(timings: list[StageTiming]) -> dict:
+    """Summary figures from the stages' own stats (the first stage that reports each wins)."""
+    out: dict = {}
+    for timing in timings:
+        for key, (label, scale) in SUMMARY_STATS.items():
+            value = (timing.stats or {}).get(key)
+            if isinstance(value, int | float) and label not in out:
+                out[label] = round(float(value) * scale, 4)
+    return out
 
 
 OUTPUTS_VERSION = 1

@@ -35,6 +35,7 @@ from eval.digest import content_key
 from eval.errors import CascadeError
 from eval.frames import format_run
 from pipelines.config import Config, DatasetRef, _first_error, _line_of, load_config
+from pipelines.restrain import RestrainTask, run_restrain
 from pipelines.runner import (
     Executed,
     Session,
@@ -99,6 +100,7 @@ TASKS: dict[str, type[_Strict]] = {
     "resample": ResampleTask,
     "followir": FolderTask,
     "instructir": FolderTask,
+    "restrain": RestrainTask,
 }
 
 
@@ -642,6 +644,7 @@ RUNNERS: dict[str, Callable[..., Outcome]] = {
     "resample": run_resample,
     "followir": run_followir,
     "instructir": run_instructir,
+    "restrain": run_restrain,
 }
 
 

@@ -10,17 +10,9 @@ from pydantic import ValidationError
 
 from eval.datasets import load_dataset
 from eval.errors import CascadeError
-from eval.extrapolation import (
-    SplitRule,
-    bucket_sets,
-    cluster_queries,
-    holdout_plan,
-    plan_splits,
-    read_splits,
-    resample_split,
-    split_scores,
-)
+from eval.extrapolation import bucket_sets, holdout_plan, plan_splits, read_splits, split_scores
 from indexes.store import ArtifactStore
+from pipelines.resample import SplitRule, cluster_queries, resample_split
 
 TRAIN = pd.DataFrame(
     {

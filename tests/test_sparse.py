@@ -131,6 +131,13 @@ def test_manifest_records_accuracy_latency_and_index_facts(runs):
         assert stats["query_encode_qps"] > 0 and stats["empty_queries"] == 0
         if name != "exact":
             assert "accuracy@100" in stats and stats["build_memory_bytes"] is not None
+        # the leaderboard's columns: the run's metrics carry the same figures as its stage stats
+        result, _ = runs[name]
+        summary = json.loads((result.folder / "metrics.json").read_text())["summary"]
+        assert summary["p50 ms, 1 thread"] == pytest.approx(stats["latency_1t_p50_ms"], abs=1e-4)
+        assert summary["index MB"] == pytest.approx(stats["index_bytes"] * 1e-6, abs=1e-4)
+        if "accuracy@10" in stats:
+            assert summary["accuracy@10 vs exact"] == pytest.approx(stats["accuracy@10"], abs=1e-4)
 
 
 def test_cached_rerun_keeps_the_stats(runs, tmp_path, cache_dir):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from eval.errors import CascadeError
 
@@ -38,6 +38,34 @@ class DataSpec(BaseModel):
     negatives_depth: int = Field(30, gt=0, description="hard negatives come from the BM25 top-N")
     dev_depth: int = Field(20, gt=0, description="dev metrics rerank the BM25 top-N of each dev query")
     bm25: dict = Field(default_factory=lambda: {"k1": 0.9, "b": 0.4})
+    exclude_queries: list[str] = Field(
+        default_factory=list, description="query ids never used for training or dev (e.g. a held-out test part)"
+    )
+
+    @field_validator("exclude_queries", mode="before")
+    @classmethod
+    def _ids(cls, value: object) -> object:
+        return query_ids(value)
+
+
+def query_ids(value: object) -> object:
+    """YAML reads an unquoted id like 1048585 as a number; a query id is its text."""
+    return [str(v) for v in value] if isinstance(value, list) else value
+
+
+def without_excluded(queries: pd.DataFrame, exclude: list[str], where: str) -> pd.DataFrame:
+    """The queries minus `exclude` (applied before any split or sampling); an id the dataset lacks is an error,
+    since a mistyped id would silently leave a test query in the training data."""
+    if not exclude:
+        return queries
+    unknown = sorted(set(exclude) - set(queries["qid"].astype(str)))
+    if unknown:
+        example = ", ".join(repr(q) for q in unknown[:3])
+        raise CascadeError(
+            f"train.exclude_queries: {len(unknown)} ids are not queries of the training dataset (e.g. {example})",
+            where=where,
+        )
+    return queries[~queries["qid"].astype(str).isin(set(exclude))].reset_index(drop=True)
 
 
 @dataclass(frozen=True)
@@ -179,7 +207,7 @@ def checked_sources(spec: DataSpec, tests: list[str], data_dir: Path | None, whe
     if dataset.corpus is None:
         raise CascadeError(f"train.dataset: '{spec.dataset}' has no corpus to draw passages from", where=where("train"))
     triples = read_triples(resolve_path(spec.triples, data_dir, "train.triples")) if spec.triples else None
-    sources = {"train.dataset": dataset.queries}
+    sources = {"train.dataset": without_excluded(dataset.queries, spec.exclude_queries, where("train.exclude_queries"))}
     if triples is not None:
         sources["train.triples"] = triples[["query"]]
     refuse_overlap(sources, {name: load_dataset(name, data_dir).queries for name in tests}, where)
@@ -191,7 +219,8 @@ def build_training_data(
 ) -> TrainingData:
     """Groups for training and BM25 candidates for the dev split, after the overlap check."""
     dataset, triples = checked_sources(spec, tests, env.data_dir, where)
-    queries = dataset.queries.reset_index(drop=True)
+    queries = without_excluded(dataset.queries, spec.exclude_queries, where("train.exclude_queries"))
+    queries = queries.reset_index(drop=True)
     qrels = dataset.qrels
 
     positives = qrels[qrels["label"] >= spec.relevant_label]
@@ -233,7 +262,8 @@ def build_training_data(
 
     dev_candidates = run[run["qid"].isin(set(dev_qids)) & (run["rank"] <= spec.dev_depth)].drop(columns="_label")
     counts = {
-        "dataset_queries": len(queries),
+        "dataset_queries": len(dataset.queries),
+        **({"excluded_queries": len(spec.exclude_queries)} if spec.exclude_queries else {}),
         "with_relevant_in_corpus": len(usable),
         "train_groups": len(groups),
         "train_queries": len(groups) - (len(triples) if triples is not None else 0),

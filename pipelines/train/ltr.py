@@ -10,6 +10,7 @@
                early_stopping_rounds: 50}
 
 Query groups whose candidates hold no relevant document teach LambdaMART nothing: they are skipped and counted.
+`train.exclude_queries: [ids]` keeps queries out of training and dev altogether (restrain's held-out buckets).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from eval.errors import CascadeError
 from pipelines.train import TrainEnv, Trainer, register
@@ -33,6 +34,16 @@ class TrainData(_Strict):
     dataset: str = "msmarco-passage/dev-small"
     dev_fraction: float = Field(0.2, gt=0, lt=1)
     max_queries: int | None = Field(None, gt=10)
+    exclude_queries: list[str] = Field(
+        default_factory=list, description="query ids never used for training or dev (e.g. a held-out test part)"
+    )
+
+    @field_validator("exclude_queries", mode="before")
+    @classmethod
+    def _ids(cls, value: object) -> object:
+        from pipelines.train.data import query_ids
+
+        return query_ids(value)
 
 
 class LightGBMParams(_Strict):
@@ -80,13 +91,13 @@ def train_ltr(data: dict, path: Path, env: TrainEnv, out: Path) -> dict:
     import lightgbm
 
     from eval.datasets import load_dataset
-    from pipelines.train.data import refuse_overlap, run_candidates, training_context
+    from pipelines.train.data import refuse_overlap, run_candidates, training_context, without_excluded
     from rankers import STAGES
     from rankers.ltr import feature_matrix, feature_names
 
     config = parse(data, path)
     dataset = load_dataset(config.train.dataset, env.data_dir)
-    queries = dataset.queries
+    queries = without_excluded(dataset.queries, config.train.exclude_queries, str(path))
     if config.train.max_queries:
         queries = queries.sample(n=min(config.train.max_queries, len(queries)), random_state=config.seed)
         queries = queries.sort_index()
@@ -151,6 +162,7 @@ def train_ltr(data: dict, path: Path, env: TrainEnv, out: Path) -> dict:
     return {
         "train_queries": len(train_q),
         "dev_queries": len(dev_q),
+        **({"excluded_queries": len(config.train.exclude_queries)} if config.train.exclude_queries else {}),
         "skipped_groups_without_relevant": skipped,
         "rows": len(frame),
         "best_iteration": int(ranker.best_iteration_ or p.n_estimators),
