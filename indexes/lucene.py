@@ -99,36 +99,41 @@ def build_index(docs: Iterable[dict], out: Path, threads: int, log: Path, progre
 
     Stores positions, document vectors (RM3 and lexical features read them) and the raw text.
     """
+    records = (
+        {"id": doc["docno"], "contents": f"{doc['title']} {doc['text']}".strip() if doc["title"] else doc["text"]}
+        for doc in docs
+    )
+    flags = ["-storePositions", "-storeDocvectors", "-storeRaw"]
+    return _index_collection(records, out, "JsonCollection", flags, threads, log, progress, "lucene index")
+
+
+def _index_collection(
+    records: Iterable[dict],
+    out: Path,
+    collection: str,
+    flags: list[str],
+    threads: int,
+    log: Path,
+    progress: bool,
+    what: str,
+) -> dict:
+    """Write Anserini JSON records to a temp folder, run IndexCollection on it, check every document is in."""
     from tqdm.auto import tqdm
 
     with tempfile.TemporaryDirectory(prefix="cascade-collection-") as coll:
         count = 0
-        bar = tqdm(desc="lucene index: reading corpus", unit="doc", disable=not progress, leave=False)
+        bar = tqdm(desc=f"{what}: writing documents", unit="doc", disable=not progress, leave=False)
         with bar, open(Path(coll) / "docs.jsonl", "w", encoding="utf-8") as handle:
-            for doc in docs:
-                bar.update()
-                contents = f"{doc['title']} {doc['text']}".strip() if doc["title"] else doc["text"]
-                handle.write(json.dumps({"id": doc["docno"], "contents": contents}, ensure_ascii=False) + "\n")
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
                 count += 1
+                bar.update()
         if count == 0:
             raise CascadeError("the corpus has no documents to index")
-        args = [
-            "-collection",
-            "JsonCollection",
-            "-input",
-            coll,
-            "-index",
-            str(out),
-            "-generator",
-            "DefaultLuceneDocumentGenerator",
-            "-threads",
-            str(threads),
-            "-storePositions",
-            "-storeDocvectors",
-            "-storeRaw",
-        ]
+        args = ["-collection", collection, "-input", coll, "-index", str(out)]
+        args += ["-generator", "DefaultLuceneDocumentGenerator", *flags, "-threads", str(threads)]
         if progress:
-            print(f"lucene index: indexing {count:,} documents with {threads} threads", file=sys.stderr)
+            print(f"{what}: indexing {count:,} documents with {threads} threads", file=sys.stderr)
         with java_output_to(log):
             _java("io.anserini.index.IndexCollection").main(args)
     indexed = index_size(out)
@@ -247,38 +252,9 @@ def build_impact_index(
     Each term's impact is stored as its term frequency (JsonVectorCollection), and ImpactSimilarity scores a
     query as the sum of query weight x impact: an integer dot product, the quantised inner product.
     """
-    from tqdm.auto import tqdm
-
-    with tempfile.TemporaryDirectory(prefix="cascade-impact-") as coll:
-        count = 0
-        bar = tqdm(desc="lucene impact index: writing vectors", unit="doc", disable=not progress, leave=False)
-        with bar, open(Path(coll) / "docs.jsonl", "w", encoding="utf-8") as handle:
-            for docno, vector in docs:
-                handle.write(json.dumps({"id": docno, "contents": "", "vector": vector}) + "\n")
-                count += 1
-                bar.update()
-        if count == 0:
-            raise CascadeError("the corpus has no documents to index")
-        args = [
-            "-collection",
-            "JsonVectorCollection",
-            "-input",
-            coll,
-            "-index",
-            str(out),
-            "-generator",
-            "DefaultLuceneDocumentGenerator",
-            "-impact",
-            "-pretokenized",
-            "-threads",
-            str(threads),
-        ]
-        with java_output_to(log):
-            _java("io.anserini.index.IndexCollection").main(args)
-    indexed = index_size(out)
-    if indexed != count:
-        raise CascadeError(f"Lucene indexed {indexed} of {count} documents; see {log}")
-    return {"documents": count, "anserini": anserini_jar().name, "java": java_version()}
+    records = ({"id": docno, "contents": "", "vector": vector} for docno, vector in docs)
+    flags = ["-impact", "-pretokenized"]
+    return _index_collection(records, out, "JsonVectorCollection", flags, threads, log, progress, "lucene impact index")
 
 
 def impact_topic(vector: dict[str, int]) -> str:

@@ -133,10 +133,10 @@ def resolve_path(value: str, data_dir: Path | None, key: str) -> Path:
     return path
 
 
-def split_dev(qids: list[str], n_dev: int, seed: int) -> tuple[list[str], list[str]]:
-    """(train, dev) qids: a seeded permutation, each part kept in the dataset's order."""
+def split_dev(qids: list[str], n_dev: int, seed: int, key: str = "train.dev_queries") -> tuple[list[str], list[str]]:
+    """(train, dev) qids: a seeded permutation, each part kept in the dataset's order (both trainers use it)."""
     if n_dev >= len(qids):
-        raise CascadeError(f"train.dev_queries: {n_dev} leaves no training queries out of {len(qids)}")
+        raise CascadeError(f"{key}: {n_dev} dev queries leave no training queries out of {len(qids)}")
     order = np.random.default_rng(seed).permutation(len(qids))
     dev = set(order[:n_dev].tolist())
     return [q for i, q in enumerate(qids) if i not in dev], [q for i, q in enumerate(qids) if i in dev]

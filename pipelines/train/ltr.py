@@ -76,9 +76,12 @@ def parse(data: dict, path: Path) -> LTRTrainConfig:
 
 
 def split_queries(queries: pd.DataFrame, dev_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    order = np.random.default_rng(seed).permutation(len(queries))
+    """(train, dev) query frames with the cross-encoder trainer's seeded split, sized by a fraction."""
+    from pipelines.train.data import split_dev
+
     n_dev = max(1, int(round(dev_fraction * len(queries))))
-    return queries.iloc[np.sort(order[n_dev:])], queries.iloc[np.sort(order[:n_dev])]
+    train, dev = split_dev(queries["qid"].tolist(), n_dev, seed, key="train.dev_fraction")
+    return queries[queries["qid"].isin(set(train))], queries[queries["qid"].isin(set(dev))]
 
 
 def labelled(frame: pd.DataFrame, qrels: pd.DataFrame) -> pd.DataFrame:
