@@ -24,10 +24,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The demo: two pipelines on the built-in sample, then the negation and instruction suites on the sample's
+# NevIR-format pairs and instructed queries (and the FollowIR / InstructIR-format collections written for cascade).
+DEMO_PIPELINES := configs/sample/bm25.yaml configs/sample/bm25-dense-rerank.yaml
 demo: install
 	$(BIN)/cascade datasets
 	$(BIN)/cascade run configs/sample/bm25.yaml configs/sample/bm25-rm3.yaml --out $(RUNS)/demo
-	$(BIN)/cascade leaderboard $(RUNS)/demo
+	$(BIN)/cascade suite configs/suites/sample-negation.yaml $(addprefix -p ,$(DEMO_PIPELINES)) --out $(RUNS)/demo
+	$(BIN)/cascade suite configs/suites/sample-instruction.yaml $(addprefix -p ,$(DEMO_PIPELINES)) --out $(RUNS)/demo
+	$(BIN)/cascade leaderboard $(RUNS)/demo --baseline 'sample-bm25' --baseline bm25
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -52,16 +57,16 @@ SUITE_PIPELINES ?= $(addprefix configs/msmarco/dl19-,bm25.yaml bm25-rm3.yaml den
 	bm25-ce.yaml bm25-ltr.yaml)
 SAMPLE_PIPELINES := configs/sample/bm25.yaml configs/sample/bm25-rm3.yaml configs/sample/dense.yaml \
 	configs/sample/bm25-dense-rerank.yaml configs/sample/bm25-ltr.yaml
-BASELINES := --baseline '*-bm25' --baseline '*-official-bm25-run' --baseline bm25
+BASELINES := --baseline '*-bm25' --baseline '*-official-bm25-run' --baseline bm25 --baseline sample-bm25
 SUITE := $(BIN)/cascade suite -q
 leaderboard: install
 	$(BIN)/cascade run configs/sample/*.yaml --out $(RUNS)/sample -q
-	$(SUITE) configs/suites/sample-negation.yaml -p $(SAMPLE_PIPELINES) --out $(RUNS)/sample
-	$(SUITE) configs/suites/sample-instruction.yaml -p $(SAMPLE_PIPELINES) --out $(RUNS)/sample
+	$(SUITE) configs/suites/sample-negation.yaml $(addprefix -p ,$(SAMPLE_PIPELINES)) --out $(RUNS)/sample
+	$(SUITE) configs/suites/sample-instruction.yaml $(addprefix -p ,$(SAMPLE_PIPELINES)) --out $(RUNS)/sample
 	@if [ -n "$(CASCADE_DATA)" ]; then \
 	  $(SUITE) configs/suites/msmarco.yaml -p $(REAL_CONFIGS) --out $(RUNS)/real && \
-	  $(SUITE) configs/suites/negation.yaml -p $(SUITE_PIPELINES) --out $(RUNS)/real && \
-	  $(SUITE) configs/suites/instruction.yaml -p $(SUITE_PIPELINES) --out $(RUNS)/real && \
+	  $(SUITE) configs/suites/negation.yaml $(addprefix -p ,$(SUITE_PIPELINES)) --out $(RUNS)/real && \
+	  $(SUITE) configs/suites/instruction.yaml $(addprefix -p ,$(SUITE_PIPELINES)) --out $(RUNS)/real && \
 	  $(SUITE) configs/suites/extrapolation.yaml -p $(REAL_CONFIGS) --out $(RUNS)/real && \
 	  $(BIN)/cascade leaderboard $(RUNS)/real $(BASELINES) --readme README.md > /dev/null; \
 	else echo "no data dir (CASCADE_DATA): the README's real-data leaderboard is left as it is"; fi

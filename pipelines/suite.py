@@ -339,9 +339,9 @@ def run_negation(task: Task, ref: PipelineRef, suite: str, out: Path, session: S
     perquery = pair_measures(scores)
     aggregate = perquery.groupby("measure", sort=False)["value"].mean().to_dict()
     dataset = Dataset("nevir-pairs", str(pairs.source), lambda: queries, lambda: pairs.qrels, corpus, "pairs")
-    metrics = {"name": ref.label, "dataset": "nevir (paired protocol)", "qrels": "pairs", "queries": len(pairs.table)}
+    label = "nevir pairs" if spec.pairs != "sample" else "sample negation pairs"
+    metrics = {"name": ref.label, "dataset": label, "qrels": "-", "queries": len(pairs.table)}
     metrics["measures"] = {k: float(v) for k, v in aggregate.items()}
-    metrics["summary"] = {"random paired accuracy": 0.25}
     config = _retargeted(ref, DatasetRef(path=str(pairs.source)), list(aggregate))
     extra = _suite_extra(suite, task, ref) | {"protocol": "NevIR paired accuracy; ties are wrong"}
     manifest = manifest_for(config, ref.path, dataset, done, session.context(corpus, ref.config.seed), started, **extra)
@@ -524,7 +524,7 @@ def run_followir(task: Task, ref: PipelineRef, suite: str, out: Path, session: S
     started = time.perf_counter()
     spec: FolderTask = task.spec  # type: ignore[assignment]
     data = read_followir(_resolve_dir(spec.path, session, "followir.path"))
-    corpus = _records_corpus(f"followir:{Path(spec.path).name}", data.corpus)
+    corpus = _records_corpus(_source_name("followir", spec.path), data.corpus)
     read, ignored = instruction_readers(build_stages(ref.config, session.train_env()))
     if not read:
         raise NotApplicable(f"no stage reads instructions ({', '.join(ignored)}), so p-MRR would be 0 by construction")
@@ -536,7 +536,7 @@ def run_followir(task: Task, ref: PipelineRef, suite: str, out: Path, session: S
         [perquery, pd.DataFrame({"qid": per_query["qid"], "measure": "p-MRR", "value": per_query["p_mrr"]})],
         ignore_index=True,
     )
-    note = f"read by {', '.join(read)}" + (f"; ignored by {', '.join(ignored)}" if ignored else "")
+    note = _instruction_note(read, ignored)
     dataset = Dataset(corpus.name, spec.path, lambda: data.queries, lambda: data.qrels_og, corpus, "og")
     metrics = {
         "name": ref.label,
@@ -573,15 +573,13 @@ def run_instructir(task: Task, ref: PipelineRef, suite: str, out: Path, session:
 
     spec: FolderTask = task.spec  # type: ignore[assignment]
     data = read_instructir(_resolve_dir(spec.path, session, "instructir.path"))
-    corpus = _records_corpus(f"instructir:{Path(spec.path).name}", data.corpus)
+    corpus = _records_corpus(_source_name("instructir", spec.path), data.corpus)
     config = _retargeted(ref, DatasetRef(path=spec.path), spec.measures)
     _check_first_stage(config, session)
     queries = data.queries[["qid", "query", "instruction"]]
     dataset = Dataset(corpus.name, spec.path, lambda: queries, lambda: data.qrels, corpus)
     read, ignored = instruction_readers(build_stages(ref.config, session.train_env()))
-    note = (f"read by {', '.join(read)}" if read else "not read") + (
-        f"; ignored by {', '.join(ignored)}" if ignored else ""
-    )
+    note = _instruction_note(read, ignored)
 
     def extend(perquery: pd.DataFrame) -> tuple[dict, dict[str, bytes]]:
         first = parse_measure_name(spec.measures[0])
@@ -595,6 +593,19 @@ def run_instructir(task: Task, ref: PipelineRef, suite: str, out: Path, session:
         config, ref.path, dataset, folder, session, manifest_extra=_suite_extra(suite, task, ref), extend=extend
     )
     return Outcome(task_label(task, ref), ref.label, folder, result.measures)
+
+
+def _instruction_note(read: list[str], ignored: list[str]) -> str:
+    if not read:
+        return f"not read by {', '.join(ignored)}"
+    return f"read by {', '.join(read)}" + (f"; ignored by {', '.join(ignored)}" if ignored else "")
+
+
+def _source_name(kind: str, path: str) -> str:
+    """`followir (sample)` for the built-in collections, `followir/<folder>` for a user's folder."""
+    if path.startswith("sample:"):
+        return f"{kind} (sample)"
+    return f"{kind}/{Path(path.split(':', 1)[-1]).name}"
 
 
 def parse_measure_name(name: str) -> str:

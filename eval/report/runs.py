@@ -35,7 +35,9 @@ class RunInfo:
 
     @property
     def dataset(self) -> str:
-        return f"{self.metrics.get('dataset', '?')} ({self.metrics.get('qrels', 'default')} qrels)"
+        qrels = str(self.metrics.get("qrels") or "default")
+        name = str(self.metrics.get("dataset", "?"))
+        return name if qrels in ("default", "-") else f"{name} ({qrels} qrels)"
 
     @property
     def config_hash(self) -> str | None:
