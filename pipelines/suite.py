@@ -276,11 +276,8 @@ def _suite_extra(suite: str, task: Task, ref: PipelineRef) -> dict:
 
 
 def _folder(out: Path, task: Task, ref: PipelineRef) -> Path:
-    return (
-        out
-        / task_label(task, ref).replace("/", "__")
-        / (ref.label if task.kind not in ("own", "resttest") else ref.config.name)
-    )
+    name = ref.config.name if task.kind in OWN_DATASET else ref.label
+    return out / task_label(task, ref).replace("/", "__") / name
 
 
 def run_own(task: Task, ref: PipelineRef, suite: str, out: Path, session: Session) -> Outcome:

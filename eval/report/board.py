@@ -132,7 +132,10 @@ def build_section(
             if options.measures
             else f"the runs on {dataset} have no per-query values"
         )
-    primary = PRIMARY if PRIMARY in measures else measures[0]
+    # the measure rows are ranked by and W/T/L counts: nDCG@10 when every run has it (a suite may leave a measure
+    # out for a pipeline, e.g. the instructed run of one that cannot read instructions), else the first shared one
+    shared = [m for m in [PRIMARY, *measures] if m in measures and all(m in r.measures for r in runs)]
+    primary = shared[0] if shared else measures[0]
     expected = max((r.expected_queries or 0 for r in runs), default=0)
     aligned = align(
         {r.label: r.perquery for r in runs},
