@@ -61,6 +61,7 @@ class RetrievalTask(_Strict):
     dataset: str
     qrels: str = "default"
     measures: list[str] | None = None  # default: the pipeline config's own
+    rerank_k: int | None = Field(None, gt=0, description="cap on the depth every stage after the first reranks")
 
 
 class PoolsTask(_Strict):
@@ -294,11 +295,25 @@ def run_own(task: Task, ref: PipelineRef, suite: str, out: Path, session: Sessio
 def run_retrieval(task: Task, ref: PipelineRef, suite: str, out: Path, session: Session) -> Outcome:
     spec: RetrievalTask = task.spec  # type: ignore[assignment]
     config = _retargeted(ref, DatasetRef(name=spec.dataset, qrels=spec.qrels), spec.measures)
+    if spec.rerank_k is not None:
+        config = config.model_copy(update={"pipeline": _capped_reranking(config.pipeline, spec.rerank_k)})
     _check_first_stage(config, session)
     dataset = load_dataset(spec.dataset, session.data_dir, qrels=spec.qrels)
     folder = _folder(out, task, ref)
     result = run_on_dataset(config, ref.path, dataset, folder, session, manifest_extra=_suite_extra(suite, task, ref))
     return Outcome(task_label(task, ref), ref.label, folder, result.measures)
+
+
+def _capped_reranking(items: list[dict[str, Any]], depth: int) -> list[dict[str, Any]]:
+    """The chain with every stage after the first reranking at most `depth` documents (its `k`)."""
+    out = [items[0]]
+    for item in items[1:]:
+        ((name, params),) = item.items()
+        params = dict(params or {})
+        if "k" in params or name in ("dense_rerank", "cross_encoder", "ltr"):
+            params["k"] = min(int(params.get("k") or depth), depth)
+        out.append({name: params})
+    return out
 
 
 def _retargeted(ref: PipelineRef, dataset: DatasetRef, measures: list[str] | None) -> Config:
