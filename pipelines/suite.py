@@ -462,23 +462,11 @@ def run_resttest(task: Task, ref: PipelineRef, suite: str, out: Path, session: S
 def training_queries(config: Config, data_dir: Path | None) -> pd.DataFrame:
     """The queries the pipeline's `train:` models learn from (each training config's training dataset); empty when
     no stage is trained. The whole pool is used: a model's dev split is also data it was selected on."""
-    from pipelines.train import TRAIN_PREFIX, read_training_config
+    from pipelines.restrain import train_refs
+    from pipelines.train import read_training_config
 
-    refs: list[str] = []
-
-    def walk(value: Any) -> None:
-        if isinstance(value, str) and value.startswith(TRAIN_PREFIX):
-            refs.append(value.removeprefix(TRAIN_PREFIX))
-        elif isinstance(value, dict):
-            for item in value.values():
-                walk(item)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item)
-
-    walk(config.pipeline)
     frames = []
-    for ref in dict.fromkeys(refs):
+    for ref in train_refs(config.pipeline):
         data, _ = read_training_config(ref)
         train = data.get("train") or {}
         if isinstance(train, dict) and train.get("dataset"):

@@ -141,3 +141,22 @@ def carry_scores(run: pd.DataFrame, upstream: pd.DataFrame, name: str) -> pd.Dat
     while column in earlier:  # the same stage twice in a chain: bm25, bm25#2, ...
         column = f"{column.split('#')[0]}#{int(column.split('#')[1]) + 1 if '#' in column else 2}"
     return run.assign(**{column: run["score"].to_numpy()})
+
+
+def cut_tokens(text: str, tokenizer: Any, budget: int) -> str:
+    """`text` cut to `budget` tokens of `tokenizer`; verbatim when it fits."""
+    tokens = tokenizer.tokenize(text)
+    return text if len(tokens) <= budget else tokenizer.convert_tokens_to_string(tokens[:budget])
+
+
+def fit_instruction(query: str, instruction: str, tokenizer: Any, query_tokens: int, instruction_tokens: int) -> str:
+    """`query instruction`, each cut to its own token budget first.
+
+    A stage that reads an instruction appends it to the query, and a model's window then cuts from the end: with
+    a paragraph-long query (BIRCO's are) the instruction would be cut away entirely and the stage would silently
+    see the bare query. Budgets keep both in the window.
+    """
+    query = cut_tokens(str(query), tokenizer, query_tokens)
+    if not isinstance(instruction, str) or not instruction.strip():
+        return query
+    return f"{query} {cut_tokens(instruction, tokenizer, instruction_tokens)}"

@@ -13,7 +13,9 @@ Input format, shared by training and inference (`pair_segments`):
     [CLS] query [SEP] instruction [SEP] passage [SEP]    with an `instruction` column
 
 i.e. an instruction is appended to the query in the first segment, joined by the tokenizer's own separator token
-(`[SEP]` for BERT), so the model sees it as a third span with segment id 0. The passage is the corpus document's
+(`[SEP]` for BERT), so the model sees it as a third span with segment id 0. At inference the query keeps at most a
+quarter of `max_length` tokens and the instruction the rest of the first half, so a long query cannot push the
+instruction out of the window. The passage is the corpus document's
 title and body (`eval.datasets.doc_text`); pairs longer than `max_length` lose tokens from the longer side.
 
 Speed: all pairs are tokenised in one call, sorted by token length (stable, so the batches and hence the scores
@@ -36,7 +38,7 @@ from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from eval.errors import CascadeError
-from rankers.base import Context, Params, Stage
+from rankers.base import Context, Params, Stage, cut_tokens
 
 TRAIN_PREFIX = "train:"  # resolved by pipelines.train before the stage is built; rankers never import pipelines
 
@@ -100,12 +102,34 @@ def _cached_scorer(resolved: str, device: str, precision: str) -> Scorer:
     return load_scorer(resolved, device, precision)
 
 
-def pair_segments(queries: Iterable[str], instructions: Iterable[str | None] | None, sep: str) -> list[str]:
-    """First segments of the pairs: the query, or `query SEP instruction` (see the module docstring)."""
+def pair_segments(
+    queries: Iterable[str],
+    instructions: Iterable[str | None] | None,
+    sep: str,
+    tokenizer: Any = None,
+    max_length: int | None = None,
+) -> list[str]:
+    """First segments of the pairs: the query, or `query SEP instruction` (see the module docstring).
+
+    With a tokenizer and `max_length`, a query with an instruction keeps at most a quarter of the window and the
+    instruction the rest of the first half (`rankers.base.fit_instruction`), so truncation, which cuts the longer
+    side first, takes the passage's tail and never the instruction.
+    """
     if instructions is None:
         return [str(q) for q in queries]
     pairs = zip(queries, instructions, strict=True)
-    return [f"{q} {sep} {i}" if isinstance(i, str) and i.strip() else str(q) for q, i in pairs]
+    if tokenizer is None or max_length is None:
+        return [f"{q} {sep} {i}" if isinstance(i, str) and i.strip() else str(q) for q, i in pairs]
+    query_tokens = max(max_length // 4, 4)
+    instruction_tokens = max(max_length // 2 - query_tokens - 4, 4)
+    out = []
+    for q, i in pairs:
+        if isinstance(i, str) and i.strip():
+            query = cut_tokens(str(q), tokenizer, query_tokens)
+            out.append(f"{query} {sep} {cut_tokens(i, tokenizer, instruction_tokens)}")
+        else:
+            out.append(str(q))
+    return out
 
 
 def tokenize_pairs(tokenizer: Any, first: Sequence[str], second: Sequence[str], max_length: int) -> dict:
@@ -230,7 +254,9 @@ class CrossEncoder(Stage):
         scorer = self.scorer()
         torch.set_num_threads(max(1, ctx.threads))
         instructions = head["instruction"].tolist() if "instruction" in head else None
-        first = pair_segments(head["query"].tolist(), instructions, scorer.tokenizer.sep_token)
+        first = pair_segments(
+            head["query"].tolist(), instructions, scorer.tokenizer.sep_token, scorer.tokenizer, self.params.max_length
+        )
         scores = score_pairs(
             scorer,
             first,

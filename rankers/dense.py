@@ -11,7 +11,7 @@ import pandas as pd
 from pydantic import Field
 
 from eval.digest import content_key
-from rankers.base import Context, Params, Stage
+from rankers.base import Context, Params, Stage, fit_instruction
 
 EMBEDDINGS_VERSION = 1
 
@@ -68,11 +68,24 @@ class _EncoderStage(Stage):
         from indexes.dense import encode
 
         texts = [query_text(row) for row in queries.to_dict("records")]
+        max_length = self.params.query_max_length
+        encoder = self.encoder()
+        if "instruction" in queries and (queries["instruction"].fillna("") != "").any():
+            # the query keeps its own budget and the instruction gets the rest of the document window
+            # (`rankers.base.fit_instruction`): appended as is, a long query would push it out of the window
+            p = self.params
+            texts = [
+                fit_instruction(
+                    q, i, encoder.tokenizer, p.query_max_length - 2, max(p.max_length - p.query_max_length, 8)
+                )
+                for q, i in zip(queries["query"], queries["instruction"].fillna(""), strict=True)
+            ]
+            max_length = max(p.max_length, p.query_max_length)
         return encode(
-            self.encoder(),
+            encoder,
             texts,
             batch_size=self.params.batch_size,
-            max_length=self.params.query_max_length,
+            max_length=max_length,
             progress=ctx.progress,
             desc=f"{self.name}: queries",
         )

@@ -110,3 +110,21 @@ def test_rerank_from_stored_corpus_embeddings_matches_fresh_encoding(sample, ctx
     merged = fresh.merge(stored, on=["qid", "docno"], suffixes=("", "_stored"))
     assert len(merged) == len(fresh)
     assert (merged["score"] - merged["score_stored"]).abs().max() < 5e-3  # float16 storage
+
+
+def test_a_long_query_cannot_push_its_instruction_out_of_the_window():
+    from transformers import AutoTokenizer
+
+    from indexes.models import resolve_model
+    from rankers.base import fit_instruction
+    from rankers.cross_encoder import pair_segments
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model("minilm-l6"))
+    query = " ".join(f"word{i}" for i in range(300))  # a paragraph-long query, as in BIRCO
+    instruction = "find the passage that refutes the argument"
+    text = fit_instruction(query, instruction, tokenizer, 62, 192)
+    assert text.endswith(instruction) and len(tokenizer.tokenize(text)) <= 62 + 192
+    assert fit_instruction("short query", instruction, tokenizer, 62, 192) == f"short query {instruction}"
+    (first,) = pair_segments([query], [instruction], tokenizer.sep_token, tokenizer, 256)
+    pair = tokenizer(first, "a passage " * 300, truncation=True, max_length=256)
+    assert instruction in tokenizer.decode(pair["input_ids"])  # truncation cuts the passage, not the instruction
