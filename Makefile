@@ -55,6 +55,8 @@ bench: install
 REAL_CONFIGS ?= configs/msmarco/*.yaml
 SUITE_PIPELINES ?= $(addprefix configs/msmarco/dl19-,bm25.yaml bm25-rm3.yaml dense.yaml bm25-dense-rerank.yaml \
 	bm25-ce.yaml bm25-ltr.yaml)
+# In the pool protocol bm25 >> dense_rerank ranks each pool exactly as dense does, so BIRCO runs it once.
+INSTRUCTION_PIPELINES ?= $(filter-out %-dense-rerank.yaml,$(SUITE_PIPELINES))
 SAMPLE_PIPELINES := configs/sample/bm25.yaml configs/sample/bm25-rm3.yaml configs/sample/dense.yaml \
 	configs/sample/bm25-dense-rerank.yaml configs/sample/bm25-ltr.yaml
 BASELINES := --baseline '*-bm25' --baseline '*-official-bm25-run' --baseline bm25 --baseline sample-bm25
@@ -66,7 +68,7 @@ leaderboard: install
 	@if [ -n "$(CASCADE_DATA)" ]; then \
 	  $(SUITE) configs/suites/msmarco.yaml -p $(REAL_CONFIGS) --out $(RUNS)/real && \
 	  $(SUITE) configs/suites/negation.yaml $(addprefix -p ,$(SUITE_PIPELINES)) --out $(RUNS)/real && \
-	  $(SUITE) configs/suites/instruction.yaml $(addprefix -p ,$(SUITE_PIPELINES)) --out $(RUNS)/real && \
+	  $(SUITE) configs/suites/instruction.yaml $(addprefix -p ,$(INSTRUCTION_PIPELINES)) --out $(RUNS)/real && \
 	  $(SUITE) configs/suites/extrapolation.yaml -p $(REAL_CONFIGS) --out $(RUNS)/real && \
 	  $(BIN)/cascade leaderboard $(RUNS)/real $(BASELINES) --readme README.md > /dev/null; \
 	else echo "no data dir (CASCADE_DATA): the README's real-data leaderboard is left as it is"; fi
