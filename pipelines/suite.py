@@ -19,6 +19,7 @@ run under a protocol (e.g. it replays a fixed run file) is skipped with the reas
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import time
 from collections.abc import Callable
@@ -190,10 +191,12 @@ def load_pipelines(paths: list[Path]) -> tuple[list[PipelineRef], list[PipelineR
     labels: dict[str, int] = {}
     for ref in distinct.values():
         labels[ref.label] = labels.get(ref.label, 0) + 1
-    clashes = [r.label for r in distinct.values() if labels[r.label] > 1]
-    if clashes:
-        raise CascadeError(f"different pipelines share the name '{clashes[0]}'; rename one of their configs")
-    return refs, list(distinct.values())
+    # two different chains with one short name (e.g. dl19- and dl20-official-bm25-ce read different run files)
+    # keep their full config names
+    unique = [dataclasses.replace(r, label=r.config.name) if labels[r.label] > 1 else r for r in distinct.values()]
+    if len({r.label for r in unique}) < len(unique):
+        raise CascadeError("two different pipeline configs share one name; rename one of them")
+    return refs, unique
 
 
 def instruction_readers(stages: list[Stage]) -> tuple[list[str], list[str]]:

@@ -138,3 +138,17 @@ def test_an_unknown_task_kind_names_the_line(tmp_path: Path, cascade) -> None:
     suite.write_text("suite: bad\ntasks:\n  - negation_pairs: {pairs: sample}\n  - negations: {}\n")
     result = cascade("suite", suite, "-p", SAMPLE / "bm25.yaml", "--out", tmp_path / "out", "-q")
     assert_clean_failure(result, r"bad\.yaml:4: tasks\[1\]\.negations: unknown task kind", tmp_path / "out")
+
+
+def test_pipelines_with_one_short_name_but_different_chains_keep_their_full_names(tmp_path: Path) -> None:
+    from pipelines.suite import load_pipelines
+
+    paths = []
+    for name, depth in (("dl19-x", 10), ("dl20-x", 20), ("dl20-y", 10)):
+        dataset = f"msmarco-passage/{name.split('-')[0]}"
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(f"name: {name}\ndataset: {dataset}\npipeline:\n  - bm25: {{k: {depth}}}\n")
+        paths.append(path)
+    every, distinct = load_pipelines(paths)
+    assert [r.label for r in every] == ["x", "x", "y"]
+    assert sorted(r.label for r in distinct) == ["dl19-x", "dl20-x"]  # dl20-y is dl19-x's chain: run once
