@@ -248,7 +248,8 @@ def run_suite(
             try:
                 outcome = runner(task, ref, suite.suite, out / suite.suite, session)
             except NotApplicable as exc:
-                outcome = Outcome(task_label(task, ref), ref.label, None, {}, f"skipped: {exc}")
+                name = ref.config.name if task.kind in OWN_DATASET else ref.label
+                outcome = Outcome(task_label(task, ref), name, None, {}, f"skipped: {exc}")
             results.append(outcome)
             on_result(outcome)
     return results
@@ -481,7 +482,8 @@ def training_queries(config: Config, data_dir: Path | None) -> pd.DataFrame:
 
 def run_resample(task: Task, ref: PipelineRef, suite: str, out: Path, session: Session) -> Outcome:
     """The pipeline on its own dataset, its queries split by similarity to its training queries (ReSample)."""
-    from eval.extrapolation import SplitRule, resample_split, split_scores
+    from eval.extrapolation import split_scores
+    from pipelines.resample import SplitRule, resample_split
     from pipelines.runner import open_dataset
 
     spec: ResampleTask = task.spec  # type: ignore[assignment]

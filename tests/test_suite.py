@@ -152,3 +152,21 @@ def test_pipelines_with_one_short_name_but_different_chains_keep_their_full_name
     every, distinct = load_pipelines(paths)
     assert [r.label for r in every] == ["x", "x", "y"]
     assert sorted(r.label for r in distinct) == ["dl19-x", "dl20-x"]  # dl20-y is dl19-x's chain: run once
+
+
+def test_resample_splits_a_trained_pipelines_queries_and_skips_untrained_ones(tmp_path: Path, cache_dir: Path) -> None:
+    suite = tmp_path / "resample.yaml"
+    suite.write_text("suite: rs\ntasks:\n  - resample: {rule: {rule: quantile, fraction: 0.5}}\n")
+    session = Session.open(None, cache_dir, 2, False)
+    outcomes = run_suite(suite, [SAMPLE / "bm25.yaml", SAMPLE / "bm25-ltr.yaml"], tmp_path / "out", session)
+    skipped = {o.pipeline: o.note for o in outcomes if o.folder is None}
+    assert "no stage is trained" in skipped["sample-bm25"]
+    (done,) = [o for o in outcomes if o.folder is not None]
+    metrics = json.loads((done.folder / "metrics.json").read_text())
+    sides = pd.read_csv(done.folder / "splits.tsv", sep="\t", dtype={"qid": str})
+    assert sides["side"].value_counts().to_dict() == {"interpolation": 50, "extrapolation": 49}
+    perquery = pd.read_csv(done.folder / "perquery.tsv", sep="\t", dtype={"qid": str})
+    values = perquery[perquery["measure"] == "nDCG@10"].merge(sides, on="qid")
+    expected = values.groupby("side")["value"].mean()
+    assert metrics["summary"]["interpolation nDCG@10"] == pytest.approx(expected["interpolation"], abs=1e-6)
+    assert metrics["summary"]["extrapolation nDCG@10"] == pytest.approx(expected["extrapolation"], abs=1e-6)
