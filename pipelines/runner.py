@@ -275,6 +275,7 @@ def run_on_dataset(
     *,
     manifest_extra: dict | None = None,
     extend: Extend | None = None,
+    dataset_label: str | None = None,
 ) -> RunResult:
     """Run the config's pipeline on `dataset` and write `folder`; `extend(perquery)` may add summary figures and
     files (a suite's view of the same run, e.g. ReSTTest's interpolation and extrapolation sides)."""
@@ -288,7 +289,7 @@ def run_on_dataset(
     aggregate = json.loads((outputs / "measures.json").read_text())
     metrics = {
         "name": config.name,
-        "dataset": dataset.name,
+        "dataset": dataset_label or dataset.name,  # a suite's protocol may name its view of the dataset
         "qrels": dataset.qrels_name,
         "queries": json.loads((outputs / "card.json").read_text())["queries_scored"],
         "measures": aggregate,

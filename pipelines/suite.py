@@ -114,6 +114,7 @@ class SuiteConfig(BaseModel):
     tasks: list[dict[str, Any]] = Field(..., min_length=1)
 
 
+PROTOCOL_NAMES = {"resttest": "ReSTTest buckets", "resample": "ReSample split"}
 OWN_DATASET = ("own", "resttest", "resample")  # tasks that run each pipeline on its own config's dataset
 
 
@@ -262,7 +263,8 @@ def task_label(task: Task, ref: PipelineRef) -> str:
     if isinstance(spec, NegationTask):
         return "nevir-pairs"
     if isinstance(spec, OwnTask | ResttestTask | ResampleTask):
-        return ref.config.dataset.name or Path(ref.config.dataset.path or "folder").name
+        name = ref.config.dataset.name or Path(ref.config.dataset.path or "folder").name
+        return name if isinstance(spec, OwnTask) else f"{name} · {PROTOCOL_NAMES[task.kind]}"
     if isinstance(spec, FolderTask):
         name = Path(spec.path.split(":", 1)[-1]).name
         return task.kind if name == task.kind else f"{task.kind}-{name}"
@@ -282,7 +284,8 @@ def _suite_extra(suite: str, task: Task, ref: PipelineRef) -> dict:
 
 def _folder(out: Path, task: Task, ref: PipelineRef) -> Path:
     name = ref.config.name if task.kind in OWN_DATASET else ref.label
-    return out / task_label(task, ref).replace("/", "__") / name
+    folder = "".join(c if c.isalnum() or c in "-_." else "_" for c in task_label(task, ref).replace("/", "__"))
+    return out / folder / name
 
 
 def run_own(task: Task, ref: PipelineRef, suite: str, out: Path, session: Session) -> Outcome:
@@ -459,7 +462,16 @@ def run_resttest(task: Task, ref: PipelineRef, suite: str, out: Path, session: S
 
     folder = _folder(out, task, ref)
     extra = _suite_extra(suite, task, ref) | {"protocol": f"ReSTTest splits from {path.name}, mean over buckets"}
-    result = run_on_dataset(ref.config, ref.path, dataset, folder, session, manifest_extra=extra, extend=extend)
+    result = run_on_dataset(
+        ref.config,
+        ref.path,
+        dataset,
+        folder,
+        session,
+        manifest_extra=extra,
+        extend=extend,
+        dataset_label=task_label(task, ref),
+    )
     return Outcome(task_label(task, ref), ref.config.name, folder, result.measures)
 
 
@@ -511,7 +523,16 @@ def run_resample(task: Task, ref: PipelineRef, suite: str, out: Path, session: S
 
     folder = _folder(out, task, ref)
     extra = _suite_extra(suite, task, ref) | {"protocol": f"ReSample split: {rule.model_dump(exclude_none=True)}"}
-    result = run_on_dataset(ref.config, ref.path, dataset, folder, session, manifest_extra=extra, extend=extend)
+    result = run_on_dataset(
+        ref.config,
+        ref.path,
+        dataset,
+        folder,
+        session,
+        manifest_extra=extra,
+        extend=extend,
+        dataset_label=task_label(task, ref),
+    )
     return Outcome(task_label(task, ref), ref.config.name, folder, result.measures)
 
 
