@@ -52,7 +52,7 @@ bench: install
 # Every suite runs for the standard pipelines. Real-data results go to $(RUNS)/real and, as Markdown stamped with
 # the commit, between README.md's leaderboard markers; everything goes into the static site $(RUNS)/site. Without
 # a data dir only the built-in sample runs, and the README is left as it is.
-REAL_CONFIGS ?= configs/msmarco/*.yaml
+REAL_CONFIGS ?= $(wildcard configs/msmarco/*.yaml)
 SUITE_PIPELINES ?= $(addprefix configs/msmarco/dl19-,bm25.yaml bm25-rm3.yaml dense.yaml bm25-dense-rerank.yaml \
 	bm25-ce.yaml bm25-ltr.yaml)
 # In the pool protocol bm25 >> dense_rerank ranks each pool exactly as dense does, so BIRCO runs it once.
@@ -66,10 +66,10 @@ leaderboard: install
 	$(SUITE) configs/suites/sample-negation.yaml $(addprefix -p ,$(SAMPLE_PIPELINES)) --out $(RUNS)/sample
 	$(SUITE) configs/suites/sample-instruction.yaml $(addprefix -p ,$(SAMPLE_PIPELINES)) --out $(RUNS)/sample
 	@if [ -n "$(CASCADE_DATA)" ]; then \
-	  $(SUITE) configs/suites/msmarco.yaml -p $(REAL_CONFIGS) --out $(RUNS)/real && \
+	  $(SUITE) configs/suites/msmarco.yaml $(addprefix -p ,$(REAL_CONFIGS)) --out $(RUNS)/real && \
 	  $(SUITE) configs/suites/negation.yaml $(addprefix -p ,$(SUITE_PIPELINES)) --out $(RUNS)/real && \
 	  $(SUITE) configs/suites/instruction.yaml $(addprefix -p ,$(INSTRUCTION_PIPELINES)) --out $(RUNS)/real && \
-	  $(SUITE) configs/suites/extrapolation.yaml -p $(REAL_CONFIGS) --out $(RUNS)/real && \
+	  $(SUITE) configs/suites/extrapolation.yaml $(addprefix -p ,$(REAL_CONFIGS)) --out $(RUNS)/real && \
 	  $(BIN)/cascade leaderboard $(RUNS)/real $(BASELINES) --readme README.md > /dev/null; \
 	else echo "no data dir (CASCADE_DATA): the README's real-data leaderboard is left as it is"; fi
 	$(BIN)/cascade leaderboard $(RUNS) $(BASELINES) --html $(RUNS)/site

@@ -296,14 +296,15 @@ def main() -> None:
         sys.exit(130)
     except Exception as exc:
         import click
+        from typer._click.exceptions import ClickException as TyperClickException
 
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, click.exceptions.Abort | typer.Abort):
             typer.echo("cascade: interrupted", err=True)
             sys.exit(130)
-        if isinstance(exc, click.ClickException):
+        if isinstance(exc, click.ClickException | TyperClickException):  # typer 0.29 vendors its own click
             exc.show()
             sys.exit(2)
-        if isinstance(exc, click.exceptions.Exit):
+        if isinstance(exc, click.exceptions.Exit | typer.Exit):
             sys.exit(exc.exit_code)
         raise
     if code == 130:  # typer turns KeyboardInterrupt into a return value when not standalone

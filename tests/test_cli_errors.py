@@ -124,3 +124,9 @@ def test_unknown_measure_on_eval(cascade, tmp_path):
     (tmp_path / "r.trec").write_text("1 Q0 a 1 2.0 t\n")
     result = cascade("eval", tmp_path / "q.txt", tmp_path / "r.trec", "-m", "nDCG@x")
     assert_clean_failure(result, r"--measure: unknown measure 'nDCG@x'")
+
+
+def test_a_usage_error_is_exit_2_without_a_traceback(cascade):
+    result = cascade("suite", "configs/suites/msmarco.yaml", "-p", "a.yaml", "b.yaml")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "unexpected extra argument" in result.stderr
