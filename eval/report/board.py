@@ -13,6 +13,8 @@ from eval.report.runs import RunInfo
 from eval.stats import Analysis, Interval, PairResult, StatsConfig, analyse
 
 PRIMARY = "nDCG@10"
+# the standard suites first, in the order a reader meets them; any other suite follows by name
+SUITE_ORDER = ("default", "msmarco", "negation", "instruction", "extrapolation")
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,8 @@ def build_board(runs: list[RunInfo], options: ReportOptions) -> Board:
     for run in runs:
         groups.setdefault((run.suite, run.dataset), []).append(run)
     sections, used = [], set()
-    for (suite, dataset), members in sorted(groups.items()):
+    order = {name: i for i, name in enumerate(SUITE_ORDER)}
+    for (suite, dataset), members in sorted(groups.items(), key=lambda g: (order.get(g[0][0], len(order)), g[0])):
         section, matched = build_section(suite, dataset, members, options)
         sections.append(section)
         used |= matched
