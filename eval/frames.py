@@ -368,13 +368,7 @@ def iter_jsonl(path: str | Path, what: str = "JSON") -> Iterator[tuple[int, dict
 
 def iter_corpus(path: str | Path) -> Iterator[dict]:
     """Yield BEIR corpus documents as `{"docno", "title", "text"}`; the line number names a broken record."""
-    path = Path(path)
-    with open_text(path) as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-                yield {"docno": str(obj["_id"]), "title": obj.get("title") or "", "text": obj.get("text") or ""}
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise CascadeError(f"not a BEIR corpus line ({exc})", where=f"{path}:{number}") from None
+    for number, obj in iter_jsonl(path, "BEIR corpus"):
+        if "_id" not in obj:
+            raise CascadeError("not a BEIR corpus line (no '_id')", where=f"{path}:{number}")
+        yield {"docno": str(obj["_id"]), "title": obj.get("title") or "", "text": obj.get("text") or ""}

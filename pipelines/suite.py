@@ -115,6 +115,7 @@ class SuiteConfig(BaseModel):
 
 
 PROTOCOL_NAMES = {"resttest": "ReSTTest buckets", "resample": "ReSample split"}
+SIDE_NAMES = ("interpolation", "extrapolation")
 OWN_DATASET = ("own", "resttest", "resample")  # tasks that run each pipeline on its own config's dataset
 
 
@@ -438,7 +439,7 @@ def run_pools(task: Task, ref: PipelineRef, suite: str, out: Path, session: Sess
 
 def run_resttest(task: Task, ref: PipelineRef, suite: str, out: Path, session: Session) -> Outcome:
     """The pipeline on its own dataset, scored on each ReSTTest bucket's interpolation and extrapolation sides."""
-    from eval.extrapolation import RESTTEST_TESTSETS, read_splits, split_scores
+    from eval.extrapolation import RESTTEST_TESTSETS, read_splits
     from pipelines.runner import open_dataset
 
     spec: ResttestTask = task.spec  # type: ignore[assignment]
@@ -449,30 +450,46 @@ def run_resttest(task: Task, ref: PipelineRef, suite: str, out: Path, session: S
     path = _resolve(spec.splits, session, "resttest.splits")
     splits = read_splits(path, RESTTEST_TESTSETS[name], known_qids=set(dataset.queries["qid"]))
 
+    protocol = f"ReSTTest splits from {path.name}, mean over buckets"
+    return _run_on_sides(task, ref, suite, out, session, dataset, splits, spec.measure, protocol)
+
+
+def _run_on_sides(
+    task: Task,
+    ref: PipelineRef,
+    suite: str,
+    out: Path,
+    session: Session,
+    dataset: Dataset,
+    sides: pd.DataFrame,
+    measure: str,
+    protocol: str,
+    table: pd.DataFrame | None = None,
+) -> Outcome:
+    """The pipeline on its own dataset, its per-query values averaged on the interpolation and extrapolation side
+    of each bucket of `sides` (`[bucket,] side, qid`); `table` (default: the per-bucket scores) goes to splits.tsv."""
+    from eval.extrapolation import split_scores
+
     def extend(perquery: pd.DataFrame) -> tuple[dict, dict[str, bytes]]:
-        scores = split_scores(perquery, splits, spec.measure)
+        scores = split_scores(perquery, sides, measure)
         avg = scores.average
         summary = {
-            f"interpolation {spec.measure}": avg["interpolation"],
-            f"extrapolation {spec.measure}": avg["extrapolation"],
+            f"interpolation {measure}": avg["interpolation"],
+            f"extrapolation {measure}": avg["extrapolation"],
             "gap (interp - extrap)": avg["gap"],
             "buckets": int(avg["buckets"]),
         }
-        return summary, {"splits.tsv": _tsv(scores.buckets, "%.6f")}
+        if "bucket" not in sides:  # one split: say how the queries divide
+            summary["queries (interp / extrap)"] = " / ".join(str(int((sides["side"] == x).sum())) for x in SIDE_NAMES)
+        return summary, {"splits.tsv": _tsv(scores.buckets if table is None else table, "%.6f")}
 
     folder = _folder(out, task, ref)
-    extra = _suite_extra(suite, task, ref) | {"protocol": f"ReSTTest splits from {path.name}, mean over buckets"}
+    extra = _suite_extra(suite, task, ref) | {"protocol": protocol}
+    label = task_label(task, ref)
     result = run_on_dataset(
-        ref.config,
-        ref.path,
-        dataset,
-        folder,
-        session,
-        manifest_extra=extra,
-        extend=extend,
-        dataset_label=task_label(task, ref),
+        ref.config, ref.path, dataset, folder, session, manifest_extra=extra, extend=extend, dataset_label=label
     )
-    return Outcome(task_label(task, ref), ref.config.name, folder, result.measures)
+    return Outcome(label, ref.config.name, folder, result.measures)
 
 
 def training_queries(config: Config, data_dir: Path | None) -> pd.DataFrame:
@@ -494,7 +511,6 @@ def training_queries(config: Config, data_dir: Path | None) -> pd.DataFrame:
 
 def run_resample(task: Task, ref: PipelineRef, suite: str, out: Path, session: Session) -> Outcome:
     """The pipeline on its own dataset, its queries split by similarity to its training queries (ReSample)."""
-    from eval.extrapolation import split_scores
     from pipelines.resample import SplitRule, resample_split
     from pipelines.runner import open_dataset
 
@@ -510,30 +526,8 @@ def run_resample(task: Task, ref: PipelineRef, suite: str, out: Path, session: S
     dataset = open_dataset(ref.config, session.data_dir)
     sides = resample_split(train, dataset.queries, rule, session.store, session.progress)
 
-    def extend(perquery: pd.DataFrame) -> tuple[dict, dict[str, bytes]]:
-        scores = split_scores(perquery, sides[["qid", "side"]], spec.measure)
-        avg = scores.average
-        summary = {
-            f"interpolation {spec.measure}": avg["interpolation"],
-            f"extrapolation {spec.measure}": avg["extrapolation"],
-            "gap (interp - extrap)": avg["gap"],
-            "interpolation queries": int((sides["side"] == "interpolation").sum()),
-        }
-        return summary, {"splits.tsv": _tsv(sides, "%.6f")}
-
-    folder = _folder(out, task, ref)
-    extra = _suite_extra(suite, task, ref) | {"protocol": f"ReSample split: {rule.model_dump(exclude_none=True)}"}
-    result = run_on_dataset(
-        ref.config,
-        ref.path,
-        dataset,
-        folder,
-        session,
-        manifest_extra=extra,
-        extend=extend,
-        dataset_label=task_label(task, ref),
-    )
-    return Outcome(task_label(task, ref), ref.config.name, folder, result.measures)
+    protocol = f"ReSample split: {rule.model_dump(exclude_none=True)}"
+    return _run_on_sides(task, ref, suite, out, session, dataset, sides[["qid", "side"]], spec.measure, protocol, sides)
 
 
 def _records_corpus(name: str, records: list[dict]) -> Corpus:
