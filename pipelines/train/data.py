@@ -25,10 +25,24 @@ from eval.errors import CascadeError
 DATA_PREFIX = "data:"
 
 
-class DataSpec(BaseModel):
-    """The `train:` section of a training config."""
+class ExcludedQueries(BaseModel):
+    """`train.exclude_queries`, shared by both trainers: query ids never used for training or dev."""
 
     model_config = ConfigDict(extra="forbid")
+
+    exclude_queries: list[str] = Field(
+        default_factory=list, description="query ids never used for training or dev (e.g. a held-out test part)"
+    )
+
+    @field_validator("exclude_queries", mode="before")
+    @classmethod
+    def _ids(cls, value: object) -> object:
+        """YAML reads an unquoted id like 1048585 as a number; a query id is its text."""
+        return [str(v) for v in value] if isinstance(value, list) else value
+
+
+class DataSpec(ExcludedQueries):
+    """The `train:` section of a training config."""
 
     dataset: str = "msmarco-passage/dev-small"
     relevant_label: int = Field(1, ge=1, description="labels at or above this are positives")
@@ -38,19 +52,6 @@ class DataSpec(BaseModel):
     negatives_depth: int = Field(30, gt=0, description="hard negatives come from the BM25 top-N")
     dev_depth: int = Field(20, gt=0, description="dev metrics rerank the BM25 top-N of each dev query")
     bm25: dict = Field(default_factory=lambda: {"k1": 0.9, "b": 0.4})
-    exclude_queries: list[str] = Field(
-        default_factory=list, description="query ids never used for training or dev (e.g. a held-out test part)"
-    )
-
-    @field_validator("exclude_queries", mode="before")
-    @classmethod
-    def _ids(cls, value: object) -> object:
-        return query_ids(value)
-
-
-def query_ids(value: object) -> object:
-    """YAML reads an unquoted id like 1048585 as a number; a query id is its text."""
-    return [str(v) for v in value] if isinstance(value, list) else value
 
 
 def without_excluded(queries: pd.DataFrame, exclude: list[str], where: str) -> pd.DataFrame:

@@ -20,30 +20,21 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from eval.errors import CascadeError
 from pipelines.train import TrainEnv, Trainer, register
+from pipelines.train.data import ExcludedQueries
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class TrainData(_Strict):
+class TrainData(ExcludedQueries):
     dataset: str = "msmarco-passage/dev-small"
     dev_fraction: float = Field(0.2, gt=0, lt=1)
     max_queries: int | None = Field(None, gt=10)
-    exclude_queries: list[str] = Field(
-        default_factory=list, description="query ids never used for training or dev (e.g. a held-out test part)"
-    )
-
-    @field_validator("exclude_queries", mode="before")
-    @classmethod
-    def _ids(cls, value: object) -> object:
-        from pipelines.train.data import query_ids
-
-        return query_ids(value)
 
 
 class LightGBMParams(_Strict):
