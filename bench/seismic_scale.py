@@ -37,7 +37,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 MARK = "seismic-scale"  # its section of RESULTS.md, through bench.results
-GRID = [(qc, hf) for qc in (5, 8, 10, 15) for hf in (0.5, 0.7, 0.8, 0.9, 1.0)]
+GRID = [(qc, hf) for qc in (3, 4, 5, 8, 10, 15) for hf in (0.5, 0.7, 0.8, 0.9, 1.0)]
 
 
 def log(message: str) -> None:
@@ -146,6 +146,11 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def load_average() -> float:
+    """The 1-minute load average: a timed single-threaded search itself adds about 1; more means other work ran."""
+    return round(os.getloadavg()[0], 2)
+
+
 def exact_worker(args: argparse.Namespace) -> dict:
     from indexes.search_stats import latency_stats
     from indexes.sparse_exact import build_exact, search_exact, search_one
@@ -159,13 +164,15 @@ def exact_worker(args: argparse.Namespace) -> dict:
     truth = search_exact(index, queries, args.k)
     np.save(args.work / "truth.npy", np.array([np.pad(d, (0, args.k - len(d)), constant_values=-1) for d, _ in truth]))
     timed = queries[: args.exact_queries]
+    load = [load_average()]
     stats = latency_stats(lambda q: search_one(index, q, args.k), timed, 1, repeats=args.repeats)
     started = time.perf_counter()
     search_exact(index, timed, args.k, batch=64)
     batched = (time.perf_counter() - started) / len(timed)
+    load.append(load_average())
     size = sum((args.work / n).stat().st_size for n in ("indptr.npy", "indices.npy", "data.npy"))
     return {"build_seconds": build, "peak_rss_mb": peak_rss_mb(), "bytes": size, "timed_queries": len(timed),
-            "batched_ms": 1000 * batched, **stats}  # fmt: skip
+            "batched_ms": 1000 * batched, "load": load, **stats}  # fmt: skip
 
 
 def seismic_worker(args: argparse.Namespace) -> dict:
@@ -186,6 +193,7 @@ def seismic_worker(args: argparse.Namespace) -> dict:
     queries = load_queries(args.work)
     truth = [t[t >= 0] for t in np.load(args.work / "truth.npy")]
     points = []
+    load = [load_average()]
     for query_cut, heap_factor in GRID:
         search = {"k": args.k, "query_cut": query_cut, "heap_factor": heap_factor, "n_knn": 0}
         hits = [search_one(index, q, search)[0] for q in queries]
@@ -194,8 +202,10 @@ def seismic_worker(args: argparse.Namespace) -> dict:
         points.append({"query_cut": query_cut, "heap_factor": heap_factor, "accuracy": accuracy, **stats})
         log(f"seismic query_cut={query_cut} heap_factor={heap_factor}: accuracy@{args.k}={accuracy:.4f} "
             f"{stats['latency_1t_mean_ms']:.3f} ms")  # fmt: skip
+    load.append(load_average())
     size = sum(p.stat().st_size for p in out.iterdir())
-    return {"build_seconds": build, "peak_rss_mb": build_peak, "bytes": size, "knobs": knobs, "points": points}
+    return {"build_seconds": build, "peak_rss_mb": build_peak, "bytes": size, "knobs": knobs, "points": points,
+            "load": load}  # fmt: skip
 
 
 def lucene_worker(args: argparse.Namespace) -> dict:
@@ -225,7 +235,9 @@ def lucene_worker(args: argparse.Namespace) -> dict:
     vectors_q = [{str(t): int(w) for t, w in zip(q[0].tolist(), quantize(q[1], scale).tolist(), strict=True) if w > 0}
                  for q in queries]  # fmt: skip
     searcher = lucene.ImpactSearcher(out)
+    load = [load_average()]
     stats = latency_stats(lambda v: searcher.search(v, args.k), vectors_q, 1, repeats=args.repeats)
+    load.append(load_average())
     truth = [t[t >= 0] for t in np.load(args.work / "truth.npy")][: len(queries)]
     run = lucene.search_impact(out, list(zip(map(str, range(len(queries))), vectors_q, strict=True)), k=args.k,
                                threads=args.threads, log=args.work / "lucene-search.log")  # fmt: skip
@@ -233,15 +245,31 @@ def lucene_worker(args: argparse.Namespace) -> dict:
     accuracy, _ = accuracy_at(hits, truth, args.k)
     size = sum(p.stat().st_size for p in out.iterdir())
     return {"build_seconds": build, "peak_rss_mb": build_peak, "bytes": size, "timed_queries": len(queries),
-            "accuracy": accuracy, **stats}  # fmt: skip
+            "accuracy": accuracy, "load": load, **stats}  # fmt: skip
 
 
 WORKERS = {"exact": exact_worker, "seismic": seismic_worker, "lucene": lucene_worker}
 
 
+def worker_params(args: argparse.Namespace) -> dict:
+    """What a worker's result depends on: `--reuse` takes a saved result only when these are the same."""
+    keys = ("docs", "vocab", "nnz", "zipf", "queries", "seed", "exact_queries", "lucene_queries", "k", "repeats",
+            "n_postings", "centroid_fraction", "doc_cut", "threads")  # fmt: skip
+    return {key: getattr(args, key) for key in keys} | {"grid": GRID}
+
+
 def run_worker(name: str, args: argparse.Namespace) -> dict:
-    """`name`'s worker in a fresh process (its own peak memory, its own JVM); returns its JSON."""
+    """`name`'s worker in a fresh process (its own peak memory, its own JVM); returns its JSON.
+
+    With `--reuse`, a result saved by an earlier run with the same parameters is taken instead: a run that
+    failed late (hours in, at 1M documents) resumes without redoing the finished systems.
+    """
     result = args.work / f"{name}.json"
+    if args.reuse and result.exists():
+        saved = json.loads(result.read_text())
+        if saved.get("params") == json.loads(json.dumps(worker_params(args))):
+            log(f"{name}: reusing {result}")
+            return saved
     result.unlink(missing_ok=True)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, *args.passthrough]
     log(f"{name}: {shlex.join(cmd[2:])}")
@@ -253,6 +281,8 @@ def run_worker(name: str, args: argparse.Namespace) -> dict:
         raise SystemExit(f"{name} worker failed ({proc.returncode}):\n{tail}")
     out = json.loads(result.read_text())
     out["wall_seconds"] = time.perf_counter() - started
+    out["params"] = worker_params(args)
+    result.write_text(json.dumps(out, indent=2) + "\n")
     return out
 
 
@@ -276,6 +306,10 @@ def command_line(args: argparse.Namespace) -> str:
     return shlex.join(argv)
 
 
+def _load(result: dict) -> str:
+    return " -> ".join(f"{x:.2f}" for x in result.get("load", [])) or "not recorded"
+
+
 def render(args: argparse.Namespace, gen: dict, exact: dict, seismic: dict, lucene: dict) -> str:
     pick = chosen(seismic)
     mb = 1024 * 1024
@@ -283,7 +317,9 @@ def render(args: argparse.Namespace, gen: dict, exact: dict, seismic: dict, luce
         "## Seismic at scale: Seismic vs exact scipy vs Lucene impact (synthetic SPLADE-like collection)",
         "",
         f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}; machine: "
-        f"{platform.platform()}, {os.cpu_count()} CPUs (shared with other jobs while measured); threads {args.threads}",
+        f"{platform.platform()}, {os.cpu_count()} CPUs; build threads {args.threads}",
+        "- 1-minute load average at the start and end of each system's timed searches (the timed search itself "
+        f"adds about 1): exact {_load(exact)}, Seismic {_load(seismic)}, Lucene impact {_load(lucene)}",
         f"- command: `{command_line(args)}`",
         f"- collection (seed {args.seed}): {gen['docs']:,} documents, vocabulary {args.vocab:,} (Zipf exponent "
         f"{args.zipf}), {gen['nnz_per_doc']:.1f} nonzeros per document ({gen['nnz']:,} in all), log-normal weights "
@@ -363,6 +399,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "out" / "seismic-scale")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "RESULTS.md")
     parser.add_argument("--note", default="", help="a paragraph appended to the report")
+    parser.add_argument("--reuse", action="store_true", help="take saved system results made with the same parameters")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.passthrough = [a for a in (argv if argv is not None else sys.argv[1:])]
