@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from eval.errors import CascadeError
@@ -53,3 +55,24 @@ def test_config_hash_ignores_spelled_out_defaults_and_name(tmp_path):
 def test_bad_config_errors_name_file_line_and_key(tmp_path, text, pattern):
     with pytest.raises(CascadeError, match=pattern):
         load_config(config(tmp_path, text))
+
+
+ROOT = Path(__file__).resolve().parent.parent
+PIPELINE_CONFIGS = sorted(p for folder in ("msmarco", "sample") for p in (ROOT / "configs" / folder).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", PIPELINE_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_shipped_pipeline_config_loads(path):
+    assert load_config(path).pipeline
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs" / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_sweep_config_expands_to_valid_points(path):
+    from pipelines.sweep import load_sweep, sweep_points
+
+    sweep = load_sweep(path)
+    points = sweep_points(sweep, path)
+    grid_size = 1
+    for values in sweep.grid.values():
+        grid_size *= len(values)
+    assert len(points) == grid_size and len({config.config_hash for config, _, _ in points}) == grid_size
