@@ -153,7 +153,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--precision", default="auto", help="cascade's precision (auto: bf16 only on native bf16)")
+    parser.add_argument("--precision", default="auto", help="cascade's precision (auto: bf16 only on CPUs with AMX)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--model", default=None, help="a cross-encoder folder (default: seeded MiniLM-L6 head)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"))

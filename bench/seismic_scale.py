@@ -16,6 +16,8 @@ runs. The report is a section of bench/RESULTS.md between its markers
 (`bench.results`); other sections are left as they are.
 
     .venv/bin/python bench/seismic_scale.py [--docs 1000000] [--threads 2] [--out bench/RESULTS.md]
+
+`--reuse` keeps the systems an interrupted run finished (same parameters), so it resumes where it stopped.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The encoder follows the model's own sentence-transformers configuration (pooling mode, normalisation), so
 cascade's vectors equal `SentenceTransformer.encode`'s. Speed comes from tokenising once, sorting by length
-(little padding), and bf16 autocast where the CPU has native bf16 (or fp16/bf16 on CUDA).
+(little padding), and bf16 autocast where the CPU has AMX (or fp16/bf16 on CUDA).
 """
 
 from __future__ import annotations

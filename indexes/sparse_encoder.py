@@ -5,7 +5,7 @@ The cost of a small SPLADE is its vocabulary projection (30,522 outputs per toke
 - projects only the real (non-padding) tokens (those of several texts per matrix product), takes each text's
   max over its positions right away, and adds the bias after the max; `log1p(relu(.))` is monotone, so
   `max(log1p(relu(h W + b)))` = `log1p(relu(max(h W) + b))`;
-- batches texts of similar length, in bf16 autocast where the CPU has native bf16 (or on CUDA).
+- batches texts of similar length, in bf16 autocast where the CPU has AMX (or on CUDA).
 `encode_reference` is the straightforward loop that materialises batch x length x vocab logits: the oracle the
 fast path is tested and benchmarked against.
 """

@@ -21,7 +21,7 @@ title and body (`eval.datasets.doc_text`); pairs longer than `max_length` lose t
 Speed: all pairs are tokenised in one call, sorted by token length (stable, so the batches and hence the scores
 are deterministic) and cut into batches that need almost no padding; every batch goes through `map_batches`, the
 one loop a distributed executor could replace. Precision is autocast over fp32 weights, the same mechanism on
-both devices: bf16 (or fp16) on CUDA; on CPU bf16 only where `indexes.models.autocast_dtype` finds native bf16
+both devices: bf16 (or fp16) on CUDA; on CPU bf16 only where `indexes.models.autocast_dtype` finds AMX
 (emulated bf16 is slower than fp32), else fp32.
 """
 

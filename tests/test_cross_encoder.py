@@ -67,7 +67,7 @@ def test_scores_equal_sentence_transformers(random_head, sample):
 
 def test_stage_reranks_the_top_k_and_keeps_the_rest_below(candidates, random_head):
     run, ctx = candidates
-    # fp32: on CPUs with native bf16, precision "auto" is bf16 autocast, which rounds a pair's score differently
+    # fp32: on CPUs with AMX, precision "auto" is bf16 autocast, which rounds a pair's score differently
     # when its batch is padded to another length (about 1e-4), so batch invariance is checked in fp32
     out = CrossEncoder(model=str(random_head), k=5, batch_size=4, precision="fp32").transform(run, ctx)
     assert len(out) == len(run) and list(out.columns[:4]) == ["qid", "docno", "score", "rank"]
