@@ -108,6 +108,16 @@ def autocast_dtype(device: str, precision: str = "auto"):
     return torch.bfloat16 if "amx_bf16" in flags else None
 
 
+def compute_label(device: str, precision: str) -> str:
+    """Where a model runs and in what precision, resolved (e.g. `cpu/fp32`, `cuda/torch.float16`).
+
+    `auto` resolves differently per machine (CUDA or not, AMX or not) and the scores differ with it, so cache
+    keys hold this label rather than the setting.
+    """
+    resolved = pick_device(device)
+    return f"{resolved.split(':')[0]}/{autocast_dtype(resolved, precision) or 'fp32'}"
+
+
 @functools.cache
 def _cpu_flags() -> frozenset[str]:
     try:

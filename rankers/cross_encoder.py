@@ -233,12 +233,11 @@ class CrossEncoder(Stage):
 
     def cache_parts(self, ctx: Context) -> dict:
         """The model's content (not its path), and where it runs: CUDA half and CPU fp32 scores differ slightly."""
-        from indexes.models import autocast_dtype, model_fingerprint, pick_device
+        from indexes.models import compute_label, model_fingerprint
 
-        device = pick_device(self.params.device)
         parts = super().cache_parts(ctx)
         parts["params"] = {**parts["params"], "model": model_fingerprint(self.resolved())}
-        parts["compute"] = f"{device.split(':')[0]}/{autocast_dtype(device, self.params.precision) or 'fp32'}"
+        parts["compute"] = compute_label(self.params.device, self.params.precision)
         return parts
 
     def prepare(self, ctx: Context) -> None:

@@ -57,11 +57,13 @@ class _EncoderStage(Stage):
         return _encoder(resolve_model(p.model, where=f"{self.name}.model"), pick_device(p.device), p.precision)
 
     def cache_parts(self, ctx: Context) -> dict:
-        from indexes.models import model_fingerprint, resolve_model
+        """The model's content, and where and in what precision it runs (`auto` resolves per machine)."""
+        from indexes.models import compute_label, model_fingerprint, resolve_model
 
         return {
             **super().cache_parts(ctx),
             "model": model_fingerprint(resolve_model(self.params.model, where=f"{self.name}.model")),
+            "compute": compute_label(self.params.device, self.params.precision),
         }
 
     def encode_queries(self, queries: pd.DataFrame, ctx: Context) -> np.ndarray:
@@ -106,7 +108,7 @@ class Dense(_EncoderStage):
 
     def embeddings(self, ctx: Context) -> Path:
         from indexes.dense import encode, save_embeddings
-        from indexes.models import model_fingerprint, resolve_model
+        from indexes.models import compute_label, model_fingerprint, resolve_model
 
         p = self.params
         corpus = ctx.require_corpus(self.name)
@@ -115,7 +117,7 @@ class Dense(_EncoderStage):
             "model": model_fingerprint(resolved),
             "corpus": corpus.fingerprint,
             "max_length": p.max_length,
-            "precision": p.precision,
+            "precision": compute_label(p.device, p.precision),
             "version": EMBEDDINGS_VERSION,
         }
 

@@ -276,7 +276,10 @@ class Sparse(Stage):
         if params["vectors"] is not None:
             folder = Path(params["vectors"]).expanduser()
             params["vectors"] = _given_vectors(folder, ctx.require_corpus(self.name).fingerprint, self.params)[1]
-        return {**parts, "params": params}
+        from indexes.models import compute_label
+
+        # queries are encoded at search time, so bf16 or fp32 (which `auto` picks per machine) changes the run
+        return {**parts, "params": params, "compute": compute_label(self.params.device, self.params.precision)}
 
     def prepare(self, ctx: Context) -> None:
         self._opened = self._open(ctx)

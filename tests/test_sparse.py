@@ -160,6 +160,21 @@ def test_only_the_chosen_index_knobs_enter_the_cache_key(ctx):
     assert seismic != Sparse(index="seismic", seismic={"heap_factor": 0.3}).cache_parts(ctx)
 
 
+@pytest.mark.parametrize("stage", ["sparse", "dense", "dense_rerank", "cross_encoder"])
+def test_neural_cache_keys_hold_the_resolved_precision_not_auto(ctx, stage):
+    """`precision: auto` is bf16 on CPUs with AMX and fp32 elsewhere; a cache shared between them must not mix."""
+    from indexes.models import autocast_dtype
+    from rankers import STAGES
+
+    def compute(precision: str) -> str:
+        extra = {"model": "minilm-l6"} if stage == "cross_encoder" else {}
+        return STAGES[stage](device="cpu", precision=precision, **extra).cache_parts(ctx)["compute"]
+
+    fp32, bf16, auto = compute("fp32"), compute("bf16"), compute("auto")
+    assert fp32 == "cpu/fp32" and bf16 == "cpu/torch.bfloat16"
+    assert auto == (bf16 if autocast_dtype("cpu", "auto") is not None else fp32)
+
+
 # --------------------------------------------------------------------------- bad input
 
 
