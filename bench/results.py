@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,12 @@ if str(ROOT) not in sys.path:
 from eval.atomic import write_text  # noqa: E402
 
 HEADER = "# Benchmark results\n\nEach section says the command that produced it. `make bench` runs them all.\n"
+
+
+def load_average() -> float:
+    """The 1-minute load average, recorded around timed work: the timed work adds its own threads; more means other
+    jobs ran and the figures are inflated."""
+    return round(os.getloadavg()[0], 2)
 
 
 def replace_section(path: Path, name: str, text: str) -> None:

@@ -39,6 +39,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 MARK = "seismic-scale"  # its section of RESULTS.md, through bench.results
+
+from bench.results import load_average, replace_section  # noqa: E402
+
 GRID = [(qc, hf) for qc in (3, 4, 5, 8, 10, 15) for hf in (0.5, 0.7, 0.8, 0.9, 1.0)]
 
 
@@ -146,11 +149,6 @@ def load_queries(work: Path) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def load_average() -> float:
-    """The 1-minute load average: a timed single-threaded search itself adds about 1; more means other work ran."""
-    return round(os.getloadavg()[0], 2)
 
 
 def exact_worker(args: argparse.Namespace) -> dict:
@@ -429,8 +427,6 @@ def main() -> None:
     exact = run_worker("exact", args)
     seismic = run_worker("seismic", args)
     lucene = run_worker("lucene", args)
-    from bench.results import replace_section
-
     section = render(args, gen, exact, seismic, lucene)
     replace_section(args.out, MARK, section)
     print(section)

@@ -9,6 +9,9 @@ import pytest
 from eval.errors import CascadeError
 from pipelines.config import load_config
 
+ROOT = Path(__file__).resolve().parent.parent
+PIPELINE_CONFIGS = sorted(p for folder in ("msmarco", "sample") for p in (ROOT / "configs" / folder).glob("*.yaml"))
+
 GOOD = """name: t
 dataset: sample
 measures: [nDCG@10]
@@ -55,10 +58,6 @@ def test_config_hash_ignores_spelled_out_defaults_and_name(tmp_path):
 def test_bad_config_errors_name_file_line_and_key(tmp_path, text, pattern):
     with pytest.raises(CascadeError, match=pattern):
         load_config(config(tmp_path, text))
-
-
-ROOT = Path(__file__).resolve().parent.parent
-PIPELINE_CONFIGS = sorted(p for folder in ("msmarco", "sample") for p in (ROOT / "configs" / folder).glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", PIPELINE_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
