@@ -6,7 +6,7 @@ buys, and that it costs nothing in correctness: the three systems search the SAM
 cascade), with the same BM25 parameters (k1=0.9, b=0.4), hits (1000) and threads, over all 7,223 queries of
 the 30k-passage MS MARCO set, and must return the same ranking for every query.
 
-- cascade:  `rankers.lucene.BM25(...).transform(queries, ctx)`, timed inside its own process;
+- cascade:  `cascade.rankers.lucene.BM25(...).transform(queries, ctx)`, timed inside its own process;
 - pyserini: `python -m pyserini.search.lucene ... --threads T --batch-size 128`, wall time minus the measured
             time of the same process doing only its imports (torch, transformers) and starting the JVM;
 - Anserini: `java -cp <fat jar> io.anserini.search.SearchCollection ...`, wall time (cascade's number also
@@ -51,7 +51,7 @@ DATASET = "msmarco-passage/dl19"  # any msmarco-passage entry: they share the 30
 QUERIES = Path("msmarco-passage") / "queries.jsonl"
 CACHE_CONFIG = Path("configs") / "msmarco" / "dl19-bm25.yaml"
 K1, B, HITS, BATCH = 0.9, 0.4, 1000, 128
-PYSERINI_PRELUDE = "from indexes.lucene import start_jvm; start_jvm(); import runpy, sys; "
+PYSERINI_PRELUDE = "from cascade.indexes.lucene import start_jvm; start_jvm(); import runpy, sys; "
 HEAVY_MODULES = ("torch", "pyserini", "jnius")
 
 
@@ -145,9 +145,10 @@ def load_average() -> float:
 
 def _context(args: argparse.Namespace):
     """The Context the runner would build: cascade's own store, dataset registry and corpus."""
-    from eval.datasets import load_dataset
-    from indexes.store import ArtifactStore
-    from rankers.base import Context
+    from cascade.eval.datasets import load_dataset
+    from cascade.rankers.base import Context
+
+    from cascade.core.store import ArtifactStore
 
     corpus = load_dataset(DATASET, args.data_dir).corpus
     return Context(store=ArtifactStore(args.cache), corpus=corpus, threads=args.threads, progress=False)
@@ -155,7 +156,7 @@ def _context(args: argparse.Namespace):
 
 def index_worker(args: argparse.Namespace) -> dict:
     """Build or reuse cascade's Lucene index; the JVM this starts dies with this process."""
-    from rankers.lucene import lucene_index
+    from cascade.rankers.lucene import lucene_index
 
     ctx = _context(args)
     started_at, started = time.time(), time.perf_counter()
@@ -175,8 +176,8 @@ def index_worker(args: argparse.Namespace) -> dict:
 
 def cascade_worker(args: argparse.Namespace) -> dict:
     """Time `BM25.transform` on all queries: what a pipeline's first stage costs, JVM start included."""
-    from eval.frames import read_queries, write_run
-    from rankers.lucene import BM25, lucene_index
+    from cascade.eval.frames import read_queries, write_run
+    from cascade.rankers.lucene import BM25, lucene_index
 
     ctx = _context(args)
     queries = read_queries(args.data_dir / QUERIES)
@@ -201,7 +202,7 @@ def cascade_worker(args: argparse.Namespace) -> dict:
 
 def write_topics(args: argparse.Namespace) -> tuple[Path, list[str]]:
     """All queries as `qid<TAB>query`, whitespace collapsed as cascade does, for the two baselines."""
-    from eval.frames import read_queries
+    from cascade.eval.frames import read_queries
 
     queries = read_queries(args.data_dir / QUERIES)
     path = WORK / "topics.tsv"  # pyserini picks its topic reader from the `.tsv` suffix
@@ -282,7 +283,7 @@ def _hms(text: str) -> float:
 
 def time_anserini(args: argparse.Namespace, index: Path, topics: Path) -> System:
     """Anserini's searcher as its own Java program, with the search-loop seconds it logs."""
-    from indexes.lucene import anserini_jar, java_environment
+    from cascade.indexes.lucene import anserini_jar, java_environment
 
     env = {**os.environ, **java_environment()}
     run = WORK / "runs-bench" / "anserini.trec"
@@ -373,7 +374,7 @@ def cascade_checks(args: argparse.Namespace) -> Checks:
     cascade = str(Path(sys.executable).parent / "cascade")
     checks = Checks()
     checks.help_seconds = [run_logged([cascade, "--help"], WORK / "logs" / "help.log").wall for _ in range(5)]
-    probe = f"import pipelines.cli, sys; print(any(m in sys.modules for m in {HEAVY_MODULES!r}))"
+    probe = f"import cascade.pipelines.cli, sys; print(any(m in sys.modules for m in {HEAVY_MODULES!r}))"
     checks.heavy_import = subprocess.run(
         [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout.strip()
@@ -467,7 +468,7 @@ def target_rows(systems: dict[str, System], checks: Checks, n: int) -> list[str]
         f"{verdict(all_same)} |",
         f"| `cascade --help`, median of 5 | {help_median:.2f} s ({', '.join(f'{s:.2f}' for s in checks.help_seconds)})"
         f" | < 1 s | {verdict(help_median < 1.0)} |",
-        f"| `import pipelines.cli` loads torch/pyserini/jnius | {checks.heavy_import} | False | "
+        f"| `import cascade.pipelines.cli` loads torch/pyserini/jnius | {checks.heavy_import} | False | "
         f"{verdict(checks.heavy_import == 'False')} |",
         f"| cached `cascade run` / cold (fresh cache) | {checks.cached_run:.2f} s / {checks.first_run:.2f} s = "
         f"{ratio:.3f} | < 0.10 | {verdict(ratio < 0.10)} |",

@@ -29,12 +29,13 @@ sys.path.insert(0, str(ROOT))
 
 def bench_pairs(data_dir: str | None, n: int) -> list[list[str]]:
     """(query, passage) pairs of the official DL19 BM25 run (the sample's BM25 pairs without a data dir)."""
-    from eval.datasets import load_dataset
-    from eval.frames import read_run
+    from cascade.eval.datasets import load_dataset
+    from cascade.eval.frames import read_run
 
     if data_dir is None:
-        from indexes.store import ArtifactStore
-        from rankers import BM25, Context
+        from cascade.rankers import BM25, Context
+
+        from cascade.core.store import ArtifactStore
 
         data = load_dataset("sample")
         run = BM25(k=100).transform(data.queries, Context(ArtifactStore(OUT / "cache"), data.corpus, progress=False))
@@ -51,9 +52,8 @@ def seeded_model(folder: Path) -> Path:
     if (folder / "model.safetensors").is_file():
         return folder
     import torch
+    from cascade.indexes.models import resolve_model
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from indexes.models import resolve_model
 
     torch.manual_seed(0)
     base = resolve_model("minilm-l6")
@@ -73,7 +73,7 @@ def worker(system: str, args: argparse.Namespace) -> None:
     pairs = json.loads(Path(args.pairs_file).read_text())
     warm = pairs[: args.batch_size]
     if system == "cascade":
-        from rankers.cross_encoder import load_scorer, score_pairs
+        from cascade.rankers.cross_encoder import load_scorer, score_pairs
 
         scorer = load_scorer(args.model, "cpu", args.precision)
 

@@ -27,7 +27,7 @@ from bench.results import replace_section  # noqa: E402
 
 
 def passages(data_dir: str | None, n: int) -> list[str]:
-    from eval.datasets import doc_text, load_dataset
+    from cascade.eval.datasets import doc_text, load_dataset
 
     dataset = load_dataset("msmarco-passage/dl19", data_dir) if data_dir else load_dataset("sample")
     texts = []
@@ -45,11 +45,11 @@ def worker(system: str, texts_file: str, batch_size: int, threads: int, vectors_
 
     torch.set_num_threads(threads)
     texts = json.loads(Path(texts_file).read_text())
-    from indexes.models import resolve_model
+    from cascade.indexes.models import resolve_model
 
     path = resolve_model("minilm-l6")
     if system == "cascade":
-        from indexes.dense import encode, load_encoder
+        from cascade.indexes.dense import encode, load_encoder
 
         encoder = load_encoder(path, "cpu")
         encode(encoder, texts[:batch_size], batch_size=batch_size, max_length=256)
@@ -93,11 +93,11 @@ def faiss_and_ltr_timings(data_dir: str | None, threads: int, cache: str) -> dic
     """Search ms/query for FAISS flat and HNSW over cached DL19 corpus embeddings, and LTR feature ms/query."""
     code = f"""
 import json, time
-from eval.datasets import load_dataset
-from indexes.store import ArtifactStore
-from rankers import BM25, Context, Dense
-from rankers.base import carry_scores, with_queries
-from rankers.ltr import feature_matrix
+from cascade.eval.datasets import load_dataset
+from cascade.core.store import ArtifactStore
+from cascade.rankers import BM25, Context, Dense
+from cascade.rankers.base import carry_scores, with_queries
+from cascade.rankers.ltr import feature_matrix
 name = {"'msmarco-passage/dl19'" if data_dir else "'sample'"}
 data = load_dataset(name, {data_dir!r})
 ctx = Context(store=ArtifactStore({str(OUT / "cache")!r}), corpus=data.corpus, threads={threads}, progress=False)
@@ -107,7 +107,7 @@ for kind in ("flat", "hnsw"):
     stage.prepare(ctx)
     docnos, index = stage.faiss_index(ctx)
     vectors = stage.encode_queries(data.queries, ctx)
-    from indexes.dense import search_faiss
+    from cascade.indexes.dense import search_faiss
     search_faiss(index, vectors, 1000, 128, {threads})
     t = time.perf_counter(); search_faiss(index, vectors, 1000, 128, {threads}); s = time.perf_counter() - t
     out[f"faiss_{{kind}}_ms_per_query"] = 1000 * s / len(vectors)

@@ -92,7 +92,7 @@ def synthesise(root: Path, runs: int, queries: int, seed: int = 0) -> None:
 
 def time_leaderboard(runs_dir: Path, site: Path) -> tuple[float, float]:
     """Wall seconds and CPU seconds (user + system, all threads) of one `cascade leaderboard` process."""
-    cascade = [sys.executable, "-m", "pipelines.cli"]
+    cascade = [sys.executable, "-m", "cascade.pipelines.cli"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     result = subprocess.run(

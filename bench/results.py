@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from eval.atomic import write_text  # noqa: E402
+from cascade.core.atomic import write_text  # noqa: E402
 
 HEADER = "# Benchmark results\n\nEach section says the command that produced it. `make bench` runs them all.\n"
 

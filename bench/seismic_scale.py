@@ -132,7 +132,7 @@ def generate(args: argparse.Namespace) -> dict:
 
 
 def load_collection(work: Path, mmap: bool = False):
-    from indexes.sparse_vectors import SparseVectors
+    from cascade.indexes.sparse_vectors import SparseVectors
 
     mode = "r" if mmap else None
     indptr = np.load(work / "indptr.npy", mmap_mode=mode)
@@ -152,8 +152,8 @@ def peak_rss_mb() -> float:
 
 
 def exact_worker(args: argparse.Namespace) -> dict:
-    from indexes.search_stats import latency_stats
-    from indexes.sparse_exact import build_exact, search_exact, search_one
+    from cascade.indexes.search_stats import latency_stats
+    from cascade.indexes.sparse_exact import build_exact, search_exact, search_one
 
     vectors = load_collection(args.work)
     queries = load_queries(args.work)
@@ -176,8 +176,8 @@ def exact_worker(args: argparse.Namespace) -> dict:
 
 
 def seismic_worker(args: argparse.Namespace) -> dict:
-    from indexes.search_stats import accuracy_at, latency_stats
-    from indexes.seismic import build_seismic, open_seismic, search_one
+    from cascade.indexes.search_stats import accuracy_at, latency_stats
+    from cascade.indexes.seismic import build_seismic, open_seismic, search_one
 
     vectors = load_collection(args.work)
     out = args.work / "seismic"
@@ -209,9 +209,9 @@ def seismic_worker(args: argparse.Namespace) -> dict:
 
 
 def lucene_worker(args: argparse.Namespace) -> dict:
-    from indexes import lucene
-    from indexes.search_stats import accuracy_at, latency_stats
-    from indexes.sparse_vectors import quantize
+    from cascade.indexes import lucene
+    from cascade.indexes.search_stats import accuracy_at, latency_stats
+    from cascade.indexes.sparse_vectors import quantize
 
     vectors = load_collection(args.work, mmap=True)
     scale = 100.0

@@ -1,9 +1,9 @@
 """Sparse encoding speed: cascade's fast SPLADE path against the straightforward transformers loop, side by side.
 
 - reference: batches in corpus order, the model's full [batch, length, vocab] logits, `log1p(relu(.))`, masked,
-  max over positions (`indexes.sparse_encoder.encode_reference`), fp32;
+  max over positions (`cascade.indexes.sparse_encoder.encode_reference`), fp32;
 - cascade: length-sorted batches, only real tokens projected on the vocabulary, max before bias and activation,
-  bf16 autocast where the CPU has AMX (`indexes.sparse_encoder.encode`).
+  bf16 autocast where the CPU has AMX (`cascade.indexes.sparse_encoder.encode`).
 
 Both encode the same passages in the same process, alternating, `--repeats` times each; the median is reported.
 Where cascade runs in bf16, its fp32 path is timed too, so the gain of the algorithm alone is shown.
@@ -37,8 +37,8 @@ MARK = "sparse-encoding"  # its section of RESULTS.md, through bench.results
 
 def passages(args: argparse.Namespace) -> tuple[list[str], list[str], str]:
     """MS MARCO passages and queries from the data dir, else the built-in sample."""
-    from eval.datasets import load_dataset
-    from rankers.sparse import doc_text
+    from cascade.eval.datasets import load_dataset
+    from cascade.rankers.sparse import doc_text
 
     corpus = args.data_dir / "msmarco-passage" / "corpus.jsonl.gz" if args.data_dir else None
     if corpus is not None and corpus.is_file():
@@ -76,8 +76,7 @@ def main() -> None:
 
     import numpy as np
     import torch
-
-    from indexes.sparse_encoder import encode, encode_reference, load_reference_model, load_sparse_encoder
+    from cascade.indexes.sparse_encoder import encode, encode_reference, load_reference_model, load_sparse_encoder
 
     texts, queries, source = passages(args)
     fast = load_sparse_encoder("splade-tiny", "cpu", args.precision)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from eval.errors import CascadeError
+from cascade.core.errors import CascadeError
 
 MISSING_CHOICES = ("zero", "refuse")
 UNSEEN_PREFIX = "\x00unseen-"  # stands for a judged query that no run covers; cannot clash with a real qid

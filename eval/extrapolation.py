@@ -5,8 +5,8 @@ After Zhan et al., "Evaluating Interpolation and Extrapolation Performance of Ne
 otherwise; a stage that only memorises shows a large gap between the two. Three ways to get the two sides:
 
 - ReSTTest (published): `read_splits` reads the paper's five buckets for MS MARCO dev, DL19 and DL20;
-- ReSample: `pipelines.resample.resample_split` splits any test set by its MiniLM similarity to a training set;
-- ReSTTest on cascade's own trainable stages: `pipelines.resample.cluster_queries` + `holdout_plan` +
+- ReSample: `cascade.pipelines.resample.resample_split` splits any test set by its MiniLM similarity to a training set;
+- ReSTTest on cascade's own trainable stages: `cascade.pipelines.resample.cluster_queries` + `holdout_plan` +
   `bucket_sets` make K buckets, each holding out one query cluster from training.
 
 `split_scores` then scores a per-query frame on both sides of every bucket and macro-averages over buckets.
@@ -22,9 +22,9 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from cascade.eval.frames import open_text, read_qrels
 
-from eval.errors import CascadeError, warn
-from eval.frames import open_text, read_qrels
+from cascade.core.errors import CascadeError, warn
 
 SIDES = ("interpolation", "extrapolation")
 # The ReSTTest files name their test sets after the paper; cascade names datasets after its registry.
@@ -39,7 +39,7 @@ _SIDE_NAMES = {
     "interpolation": "interpolation",
     "extrapolation": "extrapolation",
 }
-QUERY_MAX_LENGTH = 64  # rankers.dense's default for queries
+QUERY_MAX_LENGTH = 64  # cascade.rankers.dense's default for queries
 CACHE_VERSION = 1
 
 

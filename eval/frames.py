@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from eval.atomic import atomic_file
-from eval.errors import CascadeError
+from cascade.core.atomic import atomic_file
+from cascade.core.errors import CascadeError
 
 QUERY_COLUMNS = ["qid", "query"]
 QRELS_COLUMNS = ["qid", "docno", "label"]
@@ -287,7 +287,7 @@ def write_qrels_tsv(qrels: pd.DataFrame, path: str | Path) -> None:
 def write_beir_folder(
     folder: str | Path, docs: Iterable[dict], queries: pd.DataFrame, qrels: pd.DataFrame, split: str = "test"
 ) -> Path:
-    """Write `corpus.jsonl`, `queries.jsonl` and `qrels/<split>.tsv`: the layout `eval.datasets` reads."""
+    """Write `corpus.jsonl`, `queries.jsonl` and `qrels/<split>.tsv`: the layout `cascade.eval.datasets` reads."""
     folder = Path(folder)
     with atomic_file(folder / "corpus.jsonl") as handle:
         for doc in docs:

@@ -31,9 +31,9 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
+from cascade.eval.frames import check_queries, iter_corpus, iter_jsonl, normalise_run, read_qrels
 
-from eval.errors import CascadeError, warn
-from eval.frames import check_queries, iter_corpus, iter_jsonl, normalise_run, read_qrels
+from cascade.core.errors import CascadeError, warn
 
 FOLLOWIR_QUERY_FIELDS = ("_id", "text", "instruction_og", "instruction_changed")
 INSTRUCTIR_QUERY_FIELDS = ("_id", "text", "instruction", "base_query_id")
@@ -259,7 +259,7 @@ def robustness_at_k(perquery: pd.DataFrame, base_of: Mapping[str, str], measure:
     in the run) are not in the minimum, as in InstructIR's eval/robust_eval.py, which groups pytrec_eval's
     per-query results. InstructIR groups by query text; `base_of` (instance -> base id) is the same grouping.
     """
-    from eval.measures import canonical, parse_measures
+    from cascade.eval.measures import canonical, parse_measures
 
     name = canonical(parse_measures([measure])[0])
     values = perquery[perquery["measure"] == name][["qid", "value"]].astype({"qid": str})

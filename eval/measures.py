@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from eval.errors import CascadeError
+from cascade.core.errors import CascadeError
 
 DEFAULT_MEASURES = ("nDCG@10", "RR(rel=2)@10", "R(rel=2)@1000", "AP(rel=2)")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.errors import CascadeError
+from cascade.core.errors import CascadeError
 
 
 @dataclass
@@ -51,9 +51,8 @@ def pooling_config(folder: str) -> tuple[str, bool]:
 def load_encoder(resolved: str, device: str, precision: str = "auto") -> Encoder:
     import torch
     import transformers
+    from cascade.indexes.models import autocast_dtype
     from transformers import AutoModel, AutoTokenizer
-
-    from indexes.models import autocast_dtype
 
     transformers.utils.logging.disable_progress_bar()  # its weight-loading bar is noise in cascade's output
 

@@ -25,9 +25,9 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
+from cascade.indexes.process import output_to
 
-from eval.errors import CascadeError
-from indexes.process import output_to
+from cascade.core.errors import CascadeError
 
 _VECTOR_OPTION = "--add-modules=jdk.incubator.vector"
 _jvm_ready = False
@@ -199,7 +199,7 @@ def _search_collection(
     on_chunk: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
     """Run SearchCollection over `qid<TAB>topic` lines with the ranking-model arguments `model`; returns a run."""
-    from eval.frames import read_run
+    from cascade.eval.frames import read_run
 
     runs = []
     with tempfile.TemporaryDirectory(prefix="cascade-search-") as tmp:

@@ -12,8 +12,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from eval.digest import content_key, file_digest
-from eval.errors import CascadeError
+from cascade.core.digest import content_key, file_digest
+from cascade.core.errors import CascadeError
 
 WEIGHT_FILES = (
     "model.safetensors",

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from cascade.indexes.sparse_vectors import SparseVectors
 
-from eval.errors import CascadeError
-from indexes.sparse_vectors import SparseVectors
+from cascade.core.errors import CascadeError
 
 
 @dataclass
@@ -101,8 +101,7 @@ def _swap_for_identity(model: Any, module: Any) -> None:
 def load_sparse_encoder(name: str, device: str = "auto", precision: str = "auto") -> SparseEncoder:
     """Load `name` (`splade-tiny`, a local folder or a Hugging Face id) for fast sparse encoding."""
     import torch
-
-    from indexes.models import autocast_dtype, model_fingerprint, pick_device, resolve_model
+    from cascade.indexes.models import autocast_dtype, model_fingerprint, pick_device, resolve_model
 
     resolved = resolve_model(name, where="encoder")
     tokenizer, model = _load_masked_lm(name, resolved)
@@ -262,6 +261,6 @@ def encode_reference(
 
 def load_reference_model(name: str):
     """The unmodified masked-LM and its tokenizer, for `encode_reference`."""
-    from indexes.models import resolve_model
+    from cascade.indexes.models import resolve_model
 
     return _load_masked_lm(name, resolve_model(name, where="encoder"))

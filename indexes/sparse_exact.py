@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-from indexes.sparse_vectors import SparseVectors
+from cascade.indexes.sparse_vectors import SparseVectors
 
 
 @dataclass

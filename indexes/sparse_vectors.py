@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.errors import CascadeError
+from cascade.core.errors import CascadeError
 
 FILES = ("indptr.npy", "indices.npy", "data.npy", "docnos.txt")
 

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from eval.errors import CascadeError
+from cascade.core.errors import CascadeError
 
 if TYPE_CHECKING:
-    from eval.report import ReportOptions
+    from cascade.eval.report import ReportOptions
 
 app = typer.Typer(
     add_completion=False,
@@ -40,8 +40,8 @@ def run(
     quiet: Quiet = False,
 ) -> None:
     """Run pipeline configs; each writes run.trec, metrics.json, perquery.tsv and manifest.json."""
-    from pipelines.config import load_config
-    from pipelines.runner import run_config
+    from cascade.pipelines.config import load_config
+    from cascade.pipelines.runner import run_config
 
     loaded = [(path, load_config(path)) for path in configs]  # validate every config before any work
     for path, config in loaded:
@@ -69,7 +69,7 @@ def sweep(
     quiet: Quiet = False,
 ) -> None:
     """Run a grid of query-time knobs; write the efficiency-effectiveness table, Pareto frontier and plot."""
-    from pipelines.sweep import run_sweep
+    from cascade.pipelines.sweep import run_sweep
 
     def show(row: dict) -> None:
         latency = "–" if row["latency_ms"] is None else f"{row['latency_ms']:.3f} ms"
@@ -104,8 +104,8 @@ def suite(
     quiet: Quiet = False,
 ) -> None:
     """Run every pipeline under each protocol of a suite (negation, instruction, extrapolation, msmarco)."""
-    from pipelines.runner import Session
-    from pipelines.suite import outcome_line, run_suite
+    from cascade.pipelines.runner import Session
+    from cascade.pipelines.suite import outcome_line, run_suite
 
     session = Session.open(data_dir, cache, threads, not quiet and sys.stderr.isatty())
     run_suite(config, _expand(pipelines), out, session, on_result=lambda o: typer.echo(outcome_line(o)))
@@ -134,8 +134,8 @@ def eval_command(
     per_query: Annotated[bool, typer.Option("--per-query", help="Print per-query values too.")] = False,
 ) -> None:
     """Score TREC runs against qrels with ir_measures."""
-    from eval.frames import read_qrels, read_run
-    from eval.measures import DEFAULT_MEASURES, evaluate, parse_measures
+    from cascade.eval.frames import read_qrels, read_run
+    from cascade.eval.measures import DEFAULT_MEASURES, evaluate, parse_measures
 
     measures = parse_measures(measure or list(DEFAULT_MEASURES), where="--measure")
     judged = read_qrels(qrels)
@@ -162,9 +162,9 @@ def _report_options(
     baselines: list[str], measures: list[str] | None, correction: str, missing: str, seed: int, **kw: bool
 ) -> ReportOptions:
     """Options checked up front, so a bad choice is a one-line error before any work."""
-    from eval.align import MISSING_CHOICES
-    from eval.report import ReportOptions
-    from eval.stats import CORRECTIONS, StatsConfig
+    from cascade.eval.align import MISSING_CHOICES
+    from cascade.eval.report import ReportOptions
+    from cascade.eval.stats import CORRECTIONS, StatsConfig
 
     if correction not in CORRECTIONS:
         raise CascadeError(f"--correction must be one of {', '.join(CORRECTIONS)}, not {correction!r}")
@@ -192,19 +192,19 @@ def leaderboard(
     ] = None,
 ) -> None:
     """Write and print the leaderboard of every run under RUNS_DIR, with significance tests against a baseline."""
-    from eval.report import write_leaderboard
+    from cascade.eval.report import write_leaderboard
 
     options = _report_options(baseline or [], measure, correction, missing, seed)
     if readme is not None:
-        from eval.report.markdown import check_readme
+        from cascade.eval.report.markdown import check_readme
 
         check_readme(readme)
     target, text, board = write_leaderboard(runs_dir, out, options, html_dir=html)
     typer.echo(text)
     typer.echo(f"(written to {target}{f' and {html}/index.html' if html else ''})", err=True)
     if readme is not None:
-        from eval.report.markdown import leaderboard_markdown, write_readme
-        from pipelines.manifest import git_commit
+        from cascade.eval.report.markdown import leaderboard_markdown, write_readme
+        from cascade.pipelines.manifest import git_commit
 
         runs = [r for section in board.sections for r in section.runs]
         commits = sorted({str((r.manifest.get("git") or {}).get("commit"))[:12] for r in runs})
@@ -231,8 +231,8 @@ def compare(
     seed: Seed = 42,
 ) -> None:
     """Paired t-tests, randomization tests, bootstrap CIs, effect sizes and W/T/L for a few runs."""
-    from eval.report import compare_section, read_run_folder
-    from eval.report.terminal import compare_text
+    from cascade.eval.report import compare_section, read_run_folder
+    from cascade.eval.report.terminal import compare_text
 
     folders = list(dict.fromkeys(p.resolve() for p in runs))
     reference = (baseline or runs[0]).resolve()
@@ -259,9 +259,10 @@ def train(
     """Train the model a training config describes (once: it is stored under its content address)."""
     import os
 
-    from eval.datasets import resolve_data_dir
-    from indexes.store import ArtifactStore
-    from pipelines.train import TrainEnv, ensure_trained, read_training_config
+    from cascade.eval.datasets import resolve_data_dir
+    from cascade.pipelines.train import TrainEnv, ensure_trained, read_training_config
+
+    from cascade.core.store import ArtifactStore
 
     data, _ = read_training_config(config)
     if data["kind"] != kind:
@@ -278,7 +279,7 @@ def train(
 @app.command()
 def datasets(data_dir: DataDir = None) -> None:
     """List the registered datasets and whether each is available here."""
-    from eval.datasets import availability
+    from cascade.eval.datasets import availability
 
     for name, ok, note in availability(data_dir):
         typer.echo(f"{name:28s} {'yes' if ok else 'no ':3s}  {note}")

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from cascade.eval.measures import DEFAULT_MEASURES
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from eval.digest import content_key
-from eval.errors import CascadeError
-from eval.measures import DEFAULT_MEASURES
+from cascade.core.digest import content_key
+from cascade.core.errors import CascadeError
 
 
 class DatasetRef(BaseModel):
@@ -81,7 +81,7 @@ class Config(BaseModel):
 
 def normalised_chain(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Stage specs with every default filled in (also inside fusion inputs), so spelling one out changes no hash."""
-    from rankers import STAGES
+    from cascade.rankers import STAGES
 
     out = []
     for item in items:
@@ -132,7 +132,7 @@ def _first_error(path: Path, root: yaml.Node | None, error: ValidationError, pre
 
 def _check_chain(path: Path, root: yaml.Node | None, items: list, prefix: tuple) -> None:
     """Validate each stage's parameters with its own model; fusion inputs are checked the same way, recursively."""
-    from rankers import STAGES
+    from cascade.rankers import STAGES
 
     def fail(loc: tuple, message: str) -> CascadeError:
         line = _line_of(root, loc)
@@ -177,7 +177,7 @@ def load_config(path: str | Path) -> Config:
     except ValidationError as exc:
         raise _first_error(path, root, exc) from None
     _check_chain(path, root, config.pipeline, ("pipeline",))
-    from eval.measures import parse_measures
+    from cascade.eval.measures import parse_measures
 
     parse_measures(config.measures, where=f"{path}:{_line_of(root, ('measures',))}")
     if config.dataset.qrels not in ("default", "official"):

@@ -1,7 +1,7 @@
 """Query embeddings for the extrapolation protocols: ReSample splits and query clusters (Zhan et al., CIKM 2022).
 
 These need the MiniLM encoder (indexes/) and the bi-encoder's query text (rankers/), so they live on the top
-floor; the split reading, the scoring of both sides and the holdout plans stay in `eval.extrapolation`, which
+floor; the split reading, the scoring of both sides and the holdout plans stay in `cascade.eval.extrapolation`, which
 imports nothing above `eval/`.
 """
 
@@ -15,26 +15,26 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from cascade.eval.extrapolation import CACHE_VERSION, QUERY_MAX_LENGTH, SIDES
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from eval.digest import content_key, frame_digest
-from eval.errors import CascadeError
-from eval.extrapolation import CACHE_VERSION, QUERY_MAX_LENGTH, SIDES
-from indexes.store import ArtifactStore
+from cascade.core.digest import content_key, frame_digest
+from cascade.core.errors import CascadeError
+from cascade.core.store import ArtifactStore
 
 # --- Query embeddings (MiniLM, cached) ----------------------------------------------------------------------
 
 
 @functools.cache
 def _cpu_encoder(resolved: str):
-    from indexes.dense import load_encoder
+    from cascade.indexes.dense import load_encoder
 
     # fp32: bf16 autocast depends on the CPU, and splits must not change from one machine to the next.
     return load_encoder(resolved, "cpu", "fp32")
 
 
 def _query_texts(queries: pd.DataFrame) -> list[str]:
-    from rankers.dense import query_text
+    from cascade.rankers.dense import query_text
 
     if "qid" not in queries or "query" not in queries:
         raise CascadeError("a query frame needs the columns qid and query")
@@ -42,7 +42,7 @@ def _query_texts(queries: pd.DataFrame) -> list[str]:
 
 
 def _model_fingerprint(model: str) -> tuple[str, str]:
-    from indexes.models import model_fingerprint, resolve_model
+    from cascade.indexes.models import model_fingerprint, resolve_model
 
     resolved = resolve_model(model, where="model")
     return resolved, model_fingerprint(resolved)
@@ -64,7 +64,7 @@ def embed_queries(
     }
 
     def build(tmp: Path) -> dict:
-        from indexes.dense import encode
+        from cascade.indexes.dense import encode
 
         vectors = encode(
             _cpu_encoder(resolved), texts, batch_size=64, max_length=QUERY_MAX_LENGTH, progress=progress, desc="queries"

@@ -25,18 +25,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import yaml
+from cascade.eval.datasets import Dataset, load_dataset
+from cascade.eval.frames import RUN_COLUMNS, format_run
+from cascade.rankers.pool import NotApplicable
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from eval.datasets import Dataset, load_dataset
-from eval.digest import content_key
-from eval.errors import CascadeError
-from eval.frames import RUN_COLUMNS, format_run
-from indexes.store import ArtifactStore
-from rankers.pool import NotApplicable
+from cascade.core.digest import content_key
+from cascade.core.errors import CascadeError
+from cascade.core.store import ArtifactStore
 
 if TYPE_CHECKING:
-    from pipelines.runner import Session
-    from pipelines.suite import Outcome, PipelineRef, Task
+    from cascade.pipelines.runner import Session
+    from cascade.pipelines.suite import Outcome, PipelineRef, Task
 
 RESTRAIN_CONFIGS = "restrain-configs"  # artifact kind of the derived training configs
 DEFAULT_TRAIN_DATASET = "msmarco-passage/dev-small"  # both trainers' default `train.dataset`
@@ -65,7 +65,7 @@ class RestrainTask(BaseModel):
     @field_validator("trainers", "overrides")
     @classmethod
     def _known_kinds(cls, value: Any) -> Any:
-        from pipelines.train import TRAINERS, _load_trainers
+        from cascade.pipelines.train import TRAINERS, _load_trainers
 
         _load_trainers()
         unknown = [kind for kind in value if kind not in TRAINERS]
@@ -100,7 +100,7 @@ def deep_merge(base: dict, override: dict) -> dict:
 
 def train_refs(value: Any) -> list[str]:
     """Every `train:PATH` in stage parameters (fusion inputs too), in order, without repeats."""
-    from pipelines.train import TRAIN_PREFIX
+    from cascade.pipelines.train import TRAIN_PREFIX
 
     found: list[str] = []
 
@@ -120,7 +120,7 @@ def train_refs(value: Any) -> list[str]:
 
 def replace_refs(value: Any, paths: dict[str, str]) -> Any:
     """The pipeline with each `train:REF` pointing at `paths[REF]` instead."""
-    from pipelines.train import TRAIN_PREFIX
+    from cascade.pipelines.train import TRAIN_PREFIX
 
     if isinstance(value, str) and value.startswith(TRAIN_PREFIX):
         ref = value.removeprefix(TRAIN_PREFIX)
@@ -147,7 +147,7 @@ def _stage_names(value: Any) -> set[str]:
 
 def trained_refs(ref: PipelineRef, spec: RestrainTask) -> list[TrainedRef]:
     """The pipeline's trained stages with their small training configs; NotApplicable says why none can run."""
-    from pipelines.train import read_training_config
+    from cascade.pipelines.train import read_training_config
 
     paths = train_refs(ref.config.pipeline)
     if not paths:
@@ -223,14 +223,14 @@ def bucket_training(trained: list[TrainedRef], exclude: set[str], store: Artifac
 def run_restrain(task: Task, ref: PipelineRef, suite: str, out: Path, session: Session) -> Outcome:
     """One model per bucket, trained without the bucket's test queries (and without its cluster), each scored on
     the bucket's interpolation and extrapolation test queries; one run folder over all buckets."""
-    from eval.extrapolation import bucket_sets, holdout_plan, plan_splits, split_scores
-    from eval.measures import canonical, evaluate, parse_measures
-    from pipelines.config import DatasetRef
-    from pipelines.resample import cluster_queries
-    from pipelines.runner import Executed, build_stages, execute, manifest_for, write_run_folder
-    from pipelines.suite import Outcome, _suite_extra, _tsv
-    from pipelines.train import ensure_trained
-    from pipelines.train.data import refuse_overlap
+    from cascade.eval.extrapolation import bucket_sets, holdout_plan, plan_splits, split_scores
+    from cascade.eval.measures import canonical, evaluate, parse_measures
+    from cascade.pipelines.config import DatasetRef
+    from cascade.pipelines.resample import cluster_queries
+    from cascade.pipelines.runner import Executed, build_stages, execute, manifest_for, write_run_folder
+    from cascade.pipelines.suite import Outcome, _suite_extra, _tsv
+    from cascade.pipelines.train import ensure_trained
+    from cascade.pipelines.train.data import refuse_overlap
 
     started = time.perf_counter()
     spec: RestrainTask = task.spec  # type: ignore[assignment]

@@ -18,21 +18,21 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from cascade.eval.datasets import Corpus, Dataset, load_dataset, load_folder, resolve_data_dir
+from cascade.eval.frames import RUN_COLUMNS, format_run
+from cascade.eval.measures import evaluate, parse_measures
+from cascade.eval.topdocs import lookup_texts, top_documents, topdocs_jsonl, wanted_docnos
+from cascade.pipelines.config import Config
+from cascade.pipelines.manifest import git_commit, host, package_versions
+from cascade.pipelines.train import TrainEnv, resolve_train_refs
+from cascade.rankers import STAGES, Context, Stage
+from cascade.rankers.base import carry_scores, with_queries
+from cascade.rankers.fusion import Fusion
 
-from eval.atomic import atomic_dir
-from eval.datasets import Corpus, Dataset, load_dataset, load_folder, resolve_data_dir
-from eval.digest import content_key, frame_digest
-from eval.errors import CascadeError
-from eval.frames import RUN_COLUMNS, format_run
-from eval.measures import evaluate, parse_measures
-from eval.topdocs import lookup_texts, top_documents, topdocs_jsonl, wanted_docnos
-from indexes.store import ArtifactStore
-from pipelines.config import Config
-from pipelines.manifest import git_commit, host, package_versions
-from pipelines.train import TrainEnv, resolve_train_refs
-from rankers import STAGES, Context, Stage
-from rankers.base import carry_scores, with_queries
-from rankers.fusion import Fusion
+from cascade.core.atomic import atomic_dir
+from cascade.core.digest import content_key, frame_digest
+from cascade.core.errors import CascadeError
+from cascade.core.store import ArtifactStore
 
 RUN_CACHE = "runs"
 

@@ -29,15 +29,11 @@ from typing import Any
 
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from eval.datasets import Corpus, Dataset, file_fingerprint, load_dataset
-from eval.digest import content_key
-from eval.errors import CascadeError
-from eval.frames import format_run
-from pipelines.config import Config, DatasetRef, _first_error, _line_of, load_config
-from pipelines.restrain import RestrainTask, run_restrain
-from pipelines.runner import (
+from cascade.eval.datasets import Corpus, Dataset, file_fingerprint, load_dataset
+from cascade.eval.frames import format_run
+from cascade.pipelines.config import Config, DatasetRef, _first_error, _line_of, load_config
+from cascade.pipelines.restrain import RestrainTask, run_restrain
+from cascade.pipelines.runner import (
     Executed,
     Session,
     build_stages,
@@ -46,8 +42,12 @@ from pipelines.runner import (
     run_on_dataset,
     write_run_folder,
 )
-from rankers.base import Stage
-from rankers.pool import NotApplicable, pooled_chain
+from cascade.rankers.base import Stage
+from cascade.rankers.pool import NotApplicable, pooled_chain
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cascade.core.digest import content_key
+from cascade.core.errors import CascadeError
 
 
 class _Strict(BaseModel):
@@ -203,7 +203,7 @@ def load_pipelines(paths: list[Path]) -> tuple[list[PipelineRef], list[PipelineR
 
 def instruction_readers(stages: list[Stage]) -> tuple[list[str], list[str]]:
     """(stages that read a query's instruction, stages that ignore it), fusion inputs included."""
-    from rankers.fusion import Fusion
+    from cascade.rankers.fusion import Fusion
 
     read, ignored = [], []
     for stage in stages:
@@ -290,7 +290,7 @@ def _folder(out: Path, task: Task, ref: PipelineRef) -> Path:
 
 
 def run_own(task: Task, ref: PipelineRef, suite: str, out: Path, session: Session) -> Outcome:
-    from pipelines.runner import open_dataset
+    from cascade.pipelines.runner import open_dataset
 
     dataset = open_dataset(ref.config, session.data_dir)
     folder = _folder(out, task, ref)
@@ -332,7 +332,7 @@ def _retargeted(ref: PipelineRef, dataset: DatasetRef, measures: list[str] | Non
 
 
 def _check_first_stage(config: Config, session: Session) -> None:
-    from rankers.run_file import RunFile
+    from cascade.rankers.run_file import RunFile
 
     first = build_stages(config, session.train_env())[0]
     if isinstance(first, RunFile):
@@ -347,7 +347,7 @@ def _pooled(ref: PipelineRef, queries: pd.DataFrame, corpus: Corpus, pools: pd.D
 
 def run_negation(task: Task, ref: PipelineRef, suite: str, out: Path, session: Session) -> Outcome:
     """NevIR's protocol: each query ranks its pair's two documents; corpus statistics come from all NevIR docs."""
-    from eval.negation import pair_measures, pair_scores, read_pairs
+    from cascade.eval.negation import pair_measures, pair_scores, read_pairs
 
     started = time.perf_counter()
     spec: NegationTask = task.spec  # type: ignore[assignment]
@@ -379,7 +379,7 @@ def run_negation(task: Task, ref: PipelineRef, suite: str, out: Path, session: S
 def run_pools(task: Task, ref: PipelineRef, suite: str, out: Path, session: Session) -> Outcome:
     """Rank each query's pool (its qrels rows) with its instruction and without; the stages that cannot read an
     instruction are named in the results, and then no instructed run is claimed."""
-    from eval.measures import evaluate, parse_measures
+    from cascade.eval.measures import evaluate, parse_measures
 
     started = time.perf_counter()
     spec: PoolsTask = task.spec  # type: ignore[assignment]
@@ -439,8 +439,8 @@ def run_pools(task: Task, ref: PipelineRef, suite: str, out: Path, session: Sess
 
 def run_resttest(task: Task, ref: PipelineRef, suite: str, out: Path, session: Session) -> Outcome:
     """The pipeline on its own dataset, scored on each ReSTTest bucket's interpolation and extrapolation sides."""
-    from eval.extrapolation import RESTTEST_TESTSETS, read_splits
-    from pipelines.runner import open_dataset
+    from cascade.eval.extrapolation import RESTTEST_TESTSETS, read_splits
+    from cascade.pipelines.runner import open_dataset
 
     spec: ResttestTask = task.spec  # type: ignore[assignment]
     name = ref.config.dataset.name
@@ -468,7 +468,7 @@ def _run_on_sides(
 ) -> Outcome:
     """The pipeline on its own dataset, its per-query values averaged on the interpolation and extrapolation side
     of each bucket of `sides` (`[bucket,] side, qid`); `table` (default: the per-bucket scores) goes to splits.tsv."""
-    from eval.extrapolation import split_scores
+    from cascade.eval.extrapolation import split_scores
 
     def extend(perquery: pd.DataFrame) -> tuple[dict, dict[str, bytes]]:
         scores = split_scores(perquery, sides, measure)
@@ -495,8 +495,8 @@ def _run_on_sides(
 def training_queries(config: Config, data_dir: Path | None) -> pd.DataFrame:
     """The queries the pipeline's `train:` models learn from (each training config's training dataset); empty when
     no stage is trained. The whole pool is used: a model's dev split is also data it was selected on."""
-    from pipelines.restrain import train_refs
-    from pipelines.train import read_training_config
+    from cascade.pipelines.restrain import train_refs
+    from cascade.pipelines.train import read_training_config
 
     frames = []
     for ref in train_refs(config.pipeline):
@@ -511,8 +511,8 @@ def training_queries(config: Config, data_dir: Path | None) -> pd.DataFrame:
 
 def run_resample(task: Task, ref: PipelineRef, suite: str, out: Path, session: Session) -> Outcome:
     """The pipeline on its own dataset, its queries split by similarity to its training queries (ReSample)."""
-    from pipelines.resample import SplitRule, resample_split
-    from pipelines.runner import open_dataset
+    from cascade.pipelines.resample import SplitRule, resample_split
+    from cascade.pipelines.runner import open_dataset
 
     spec: ResampleTask = task.spec  # type: ignore[assignment]
     try:
@@ -538,8 +538,8 @@ def _records_corpus(name: str, records: list[dict]) -> Corpus:
 def run_followir(task: Task, ref: PipelineRef, suite: str, out: Path, session: Session) -> Outcome:
     """FollowIR: each query's candidates ranked under its original and its changed instruction; p-MRR from the
     two runs, nDCG@10 of the original run with the original qrels."""
-    from eval.instructions import p_mrr, read_followir
-    from eval.measures import evaluate, parse_measures
+    from cascade.eval.instructions import p_mrr, read_followir
+    from cascade.eval.measures import evaluate, parse_measures
 
     started = time.perf_counter()
     spec: FolderTask = task.spec  # type: ignore[assignment]
@@ -589,7 +589,7 @@ def run_followir(task: Task, ref: PipelineRef, suite: str, out: Path, session: S
 def run_instructir(task: Task, ref: PipelineRef, suite: str, out: Path, session: Session) -> Outcome:
     """InstructIR: every instance (a user's instruction over a shared base query) retrieves from the corpus;
     nDCG@10 per instance and Robustness@10, the worst instance per base query, averaged."""
-    from eval.instructions import read_instructir, robustness_at_k
+    from cascade.eval.instructions import read_instructir, robustness_at_k
 
     spec: FolderTask = task.spec  # type: ignore[assignment]
     data = read_instructir(_resolve_dir(spec.path, session, "instructir.path"))
@@ -629,14 +629,14 @@ def _source_name(kind: str, path: str) -> str:
 
 
 def parse_measure_name(name: str) -> str:
-    from eval.measures import canonical, parse_measures
+    from cascade.eval.measures import canonical, parse_measures
 
     return canonical(parse_measures([name])[0])
 
 
 def _resolve_dir(value: str, session: Session, key: str) -> Path:
     """A folder: a path, data:<folder under the data dir>, or sample:<folder of the built-in sample>."""
-    from eval.datasets import SAMPLE_DIR
+    from cascade.eval.datasets import SAMPLE_DIR
 
     if value.startswith("sample:"):
         path = SAMPLE_DIR / value.removeprefix("sample:")
@@ -658,8 +658,8 @@ def _tsv(frame: pd.DataFrame, float_format: str) -> bytes:
 
 
 def _resolve(value: str, session: Session, key: str, sample: str | None = None) -> Path:
-    from eval.datasets import SAMPLE_DIR
-    from pipelines.train.data import resolve_path
+    from cascade.eval.datasets import SAMPLE_DIR
+    from cascade.pipelines.train.data import resolve_path
 
     if value == "sample" and sample:
         return SAMPLE_DIR / sample

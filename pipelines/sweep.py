@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from cascade.pipelines.config import Config, load_config
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from eval.atomic import atomic_file, write_text
-from eval.errors import CascadeError
-from pipelines.config import Config, load_config
+from cascade.core.atomic import atomic_file, write_text
+from cascade.core.errors import CascadeError
 
 LATENCY = "latency_1t_mean_ms"
 
@@ -74,7 +74,7 @@ def load_sweep(path: Path) -> SweepConfig:
 
 def _set_knob(config: Config, knob: str, value: Any, where: str) -> Config:
     """A copy of `config` with `stage.param[.param]` set on the first stage of that name."""
-    from rankers import STAGES
+    from cascade.rankers import STAGES
 
     stage, *path = knob.split(".")
     if not path:
@@ -282,7 +282,7 @@ def run_sweep(
     on_point: Any = None,
 ) -> tuple[Path, list[dict]]:
     """Run every point, then write sweep.md, sweep.json and sweep.png into `<out_dir>/<name>/`."""
-    from pipelines.runner import run_config
+    from cascade.pipelines.runner import run_config
 
     sweep = load_sweep(path)
     points = sweep_points(sweep, path)

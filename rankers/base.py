@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from eval.errors import CascadeError
-from indexes.store import ArtifactStore
+from cascade.core.errors import CascadeError
+from cascade.core.store import ArtifactStore
 
 
 class Params(BaseModel):
@@ -32,7 +32,7 @@ class Context:
     """What the runner hands a stage: it never goes looking for datasets or configs itself."""
 
     store: ArtifactStore
-    corpus: Any = None  # eval.datasets.Corpus, or None for collections without documents
+    corpus: Any = None  # cascade.eval.datasets.Corpus, or None for collections without documents
     data_dir: Path | None = None
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     progress: bool = True

@@ -16,12 +16,12 @@ i.e. an instruction is appended to the query in the first segment, joined by the
 (`[SEP]` for BERT), so the model sees it as a third span with segment id 0. At inference the query keeps at most a
 quarter of `max_length` tokens and the instruction the rest of the first half, so a long query cannot push the
 instruction out of the window. The passage is the corpus document's
-title and body (`eval.datasets.doc_text`); pairs longer than `max_length` lose tokens from the longer side.
+title and body (`cascade.eval.datasets.doc_text`); pairs longer than `max_length` lose tokens from the longer side.
 
 Speed: all pairs are tokenised in one call, sorted by token length (stable, so the batches and hence the scores
 are deterministic) and cut into batches that need almost no padding; every batch goes through `map_batches`, the
 one loop a distributed executor could replace. Precision is autocast over fp32 weights, the same mechanism on
-both devices: bf16 (or fp16) on CUDA; on CPU bf16 only where `indexes.models.autocast_dtype` finds AMX
+both devices: bf16 (or fp16) on CUDA; on CPU bf16 only where `cascade.indexes.models.autocast_dtype` finds AMX
 (emulated bf16 is slower than fp32), else fp32.
 """
 
@@ -34,13 +34,13 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from cascade.rankers.base import Context, Params, Stage, cut_tokens
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from eval.errors import CascadeError
-from rankers.base import Context, Params, Stage, cut_tokens
+from cascade.core.errors import CascadeError
 
-TRAIN_PREFIX = "train:"  # resolved by pipelines.train before the stage is built; rankers never import pipelines
+TRAIN_PREFIX = "train:"  # resolved by cascade.pipelines.train before the stage is built; rankers never import pipelines
 
 
 class CrossEncoderParams(Params):
@@ -57,7 +57,7 @@ class CrossEncoderParams(Params):
         """Fail at config load, before any stage runs, on a model that cannot be found."""
         if value.startswith(TRAIN_PREFIX):
             return value
-        from indexes.models import resolve_model
+        from cascade.indexes.models import resolve_model
 
         try:
             resolve_model(value)
@@ -80,9 +80,8 @@ def load_scorer(resolved: str, device: str = "cpu", precision: str = "auto") -> 
     """Load a one-output sequence classifier; a folder without a usable model is a one-line error."""
     import torch
     import transformers
+    from cascade.indexes.models import autocast_dtype
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from indexes.models import autocast_dtype
 
     transformers.utils.logging.disable_progress_bar()
     try:
@@ -112,7 +111,7 @@ def pair_segments(
     """First segments of the pairs: the query, or `query SEP instruction` (see the module docstring).
 
     With a tokenizer and `max_length`, a query with an instruction keeps at most a quarter of the window and the
-    instruction the rest of the first half (`rankers.base.fit_instruction`), so truncation, which cuts the longer
+    instruction the rest of the first half (`cascade.rankers.base.fit_instruction`), so truncation, which cuts the longer
     side first, takes the passage's tail and never the instruction.
     """
     if instructions is None:
@@ -217,23 +216,23 @@ class CrossEncoder(Stage):
     reads_instruction = "its own segment after the query"
 
     def resolved(self) -> str:
-        from indexes.models import resolve_model
+        from cascade.indexes.models import resolve_model
 
         if self.params.model.startswith(TRAIN_PREFIX):
             raise CascadeError(
-                f"{self.params.model!r} is a training-config reference: `cascade run` resolves it (pipelines.train)",
+                f"{self.params.model!r} is a training-config reference: `cascade run` resolves it (cascade.pipelines.train)",
                 where=f"{self.name}.model",
             )
         return resolve_model(self.params.model, where=f"{self.name}.model")
 
     def scorer(self) -> Scorer:
-        from indexes.models import pick_device
+        from cascade.indexes.models import pick_device
 
         return _cached_scorer(self.resolved(), pick_device(self.params.device), self.params.precision)
 
     def cache_parts(self, ctx: Context) -> dict:
         """The model's content (not its path), and where it runs: CUDA half and CPU fp32 scores differ slightly."""
-        from indexes.models import compute_label, model_fingerprint
+        from cascade.indexes.models import compute_label, model_fingerprint
 
         parts = super().cache_parts(ctx)
         parts["params"] = {**parts["params"], "model": model_fingerprint(self.resolved())}
@@ -245,8 +244,7 @@ class CrossEncoder(Stage):
 
     def transform(self, inp: pd.DataFrame, ctx: Context) -> pd.DataFrame:
         import torch
-
-        from rankers.dense import rerank_merge, split_top_k
+        from cascade.rankers.dense import rerank_merge, split_top_k
 
         corpus = ctx.require_corpus(self.name)
         head, tail = split_top_k(inp, self.params.k)

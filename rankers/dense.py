@@ -8,10 +8,10 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from cascade.rankers.base import Context, Params, Stage, fit_instruction
 from pydantic import Field
 
-from eval.digest import content_key
-from rankers.base import Context, Params, Stage, fit_instruction
+from cascade.core.digest import content_key
 
 EMBEDDINGS_VERSION = 1
 
@@ -42,7 +42,7 @@ class DenseRerankParams(EncoderParams):
 
 @functools.cache
 def _encoder(resolved: str, device: str, precision: str):
-    from indexes.dense import load_encoder
+    from cascade.indexes.dense import load_encoder
 
     return load_encoder(resolved, device, precision)
 
@@ -51,14 +51,14 @@ class _EncoderStage(Stage):
     reads_instruction = "appended to the query text"
 
     def encoder(self):
-        from indexes.models import pick_device, resolve_model
+        from cascade.indexes.models import pick_device, resolve_model
 
         p = self.params
         return _encoder(resolve_model(p.model, where=f"{self.name}.model"), pick_device(p.device), p.precision)
 
     def cache_parts(self, ctx: Context) -> dict:
         """The model's content, and where and in what precision it runs (`auto` resolves per machine)."""
-        from indexes.models import compute_label, model_fingerprint, resolve_model
+        from cascade.indexes.models import compute_label, model_fingerprint, resolve_model
 
         return {
             **super().cache_parts(ctx),
@@ -67,14 +67,14 @@ class _EncoderStage(Stage):
         }
 
     def encode_queries(self, queries: pd.DataFrame, ctx: Context) -> np.ndarray:
-        from indexes.dense import encode
+        from cascade.indexes.dense import encode
 
         texts = [query_text(row) for row in queries.to_dict("records")]
         max_length = self.params.query_max_length
         encoder = self.encoder()
         if "instruction" in queries and (queries["instruction"].fillna("") != "").any():
             # the query keeps its own budget and the instruction gets the rest of the document window
-            # (`rankers.base.fit_instruction`): appended as is, a long query would push it out of the window
+            # (`cascade.rankers.base.fit_instruction`): appended as is, a long query would push it out of the window
             p = self.params
             texts = [
                 fit_instruction(
@@ -107,8 +107,8 @@ class Dense(_EncoderStage):
     uses_corpus = True
 
     def embeddings(self, ctx: Context) -> Path:
-        from indexes.dense import encode, save_embeddings
-        from indexes.models import compute_label, model_fingerprint, resolve_model
+        from cascade.indexes.dense import encode, save_embeddings
+        from cascade.indexes.models import compute_label, model_fingerprint, resolve_model
 
         p = self.params
         corpus = ctx.require_corpus(self.name)
@@ -123,7 +123,7 @@ class Dense(_EncoderStage):
 
         def build(tmp: Path) -> dict:
             docs = list(corpus.docs())
-            from eval.datasets import doc_text
+            from cascade.eval.datasets import doc_text
 
             vectors = encode(
                 self.encoder(),
@@ -139,7 +139,7 @@ class Dense(_EncoderStage):
         return folder
 
     def faiss_index(self, ctx: Context) -> tuple[list[str], object]:
-        from indexes.dense import build_faiss, load_embeddings, load_faiss, save_faiss
+        from cascade.indexes.dense import build_faiss, load_embeddings, load_faiss, save_faiss
 
         p = self.params
         emb_folder = self.embeddings(ctx)
@@ -162,7 +162,7 @@ class Dense(_EncoderStage):
         self.faiss_index(ctx)
 
     def transform(self, inp: pd.DataFrame, ctx: Context) -> pd.DataFrame:
-        from indexes.dense import search_faiss
+        from cascade.indexes.dense import search_faiss
 
         queries = inp.drop_duplicates("qid")
         docnos, index = self.faiss_index(ctx)
@@ -189,7 +189,7 @@ class DenseRerank(_EncoderStage):
     uses_corpus = True
 
     def transform(self, inp: pd.DataFrame, ctx: Context) -> pd.DataFrame:
-        from indexes.dense import encode
+        from cascade.indexes.dense import encode
 
         corpus = ctx.require_corpus(self.name)
         head, tail = split_top_k(inp, self.params.k)
@@ -214,7 +214,7 @@ class DenseRerank(_EncoderStage):
 
     def _score_from_corpus(self, head: pd.DataFrame, qvec: dict, ctx: Context) -> np.ndarray:
         """Inner products with the stored corpus vectors: no document is encoded twice across runs."""
-        from indexes.dense import load_embeddings
+        from cascade.indexes.dense import load_embeddings
 
         p = self.params
         dense = Dense(
@@ -236,7 +236,7 @@ def split_top_k(run: pd.DataFrame, k: int) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def rerank_merge(head: pd.DataFrame, tail: pd.DataFrame) -> pd.DataFrame:
     """Reranked head first, then the untouched tail, per query; scores of the tail are shifted below the head."""
-    from eval.frames import normalise_run
+    from cascade.eval.frames import normalise_run
 
     head = normalise_run(head[["qid", "docno", "score"]].assign(rank=0))
     if tail.empty:
@@ -253,6 +253,6 @@ def rerank_merge(head: pd.DataFrame, tail: pd.DataFrame) -> pd.DataFrame:
 
 
 def _ranked(run: pd.DataFrame) -> pd.DataFrame:
-    from eval.frames import normalise_run
+    from cascade.eval.frames import normalise_run
 
     return normalise_run(run.assign(rank=0))

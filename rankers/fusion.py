@@ -16,10 +16,10 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from cascade.rankers.base import Context, Params, Stage
 from pydantic import Field, field_validator
 
-from eval.errors import CascadeError
-from rankers.base import Context, Params, Stage
+from cascade.core.errors import CascadeError
 
 
 class FusionParams(Params):
@@ -50,7 +50,7 @@ class Fusion(Stage):
     Params = FusionParams
 
     def sub_pipelines(self) -> list[list[Stage]]:
-        from rankers import STAGES
+        from cascade.rankers import STAGES
 
         return [
             [STAGES[name](**(params or {})) for item in chain for name, params in item.items()]
@@ -70,7 +70,7 @@ class Fusion(Stage):
         return weights
 
     def transform(self, inp: pd.DataFrame, ctx: Context) -> pd.DataFrame:
-        from rankers.base import Pipeline, with_queries
+        from cascade.rankers.base import Pipeline, with_queries
 
         runs = []
         for chain in self.sub_pipelines():
@@ -78,7 +78,7 @@ class Fusion(Stage):
         return self.fuse(runs)
 
     def fuse(self, runs: list[pd.DataFrame]) -> pd.DataFrame:
-        from eval.frames import normalise_run
+        from cascade.eval.frames import normalise_run
 
         weights = self.weights()
         parts = []

@@ -2,7 +2,7 @@
 
 The model folder (made by `cascade train ltr`) holds `model.txt` (LightGBM's text format: no pickle) and
 `features.json`, the feature names in order: stage names, whose scores the runner carries along as
-`score:<stage>` columns, and `lexical`, the group in `indexes.lexical.FEATURES`.
+`score:<stage>` columns, and `lexical`, the group in `cascade.indexes.lexical.FEATURES`.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from cascade.rankers.base import SCORE_PREFIX, Context, Params, Stage
 from pydantic import Field
 
-from eval.digest import content_key, file_digest, frame_digest
-from eval.errors import CascadeError
-from rankers.base import SCORE_PREFIX, Context, Params, Stage
+from cascade.core.digest import content_key, file_digest, frame_digest
+from cascade.core.errors import CascadeError
 
 LEXICAL = "lexical"
 FEATURES_VERSION = 1
@@ -29,7 +29,7 @@ class LTRParams(Params):
 
 def feature_names(features: list[str]) -> list[str]:
     """Column names of the feature matrix, lexical expanded."""
-    from indexes.lexical import FEATURES
+    from cascade.indexes.lexical import FEATURES
 
     names = []
     for feature in features:
@@ -57,9 +57,9 @@ def feature_matrix(frame: pd.DataFrame, features: list[str], ctx: Context) -> np
 
 
 def lexical_features(frame: pd.DataFrame, ctx: Context) -> np.ndarray:
-    from indexes import lucene
-    from indexes.lexical import FEATURES, term_stats
-    from rankers.lucene import lucene_index
+    from cascade.indexes import lucene
+    from cascade.indexes.lexical import FEATURES, term_stats
+    from cascade.rankers.lucene import lucene_index
 
     index = lucene_index(ctx)
     made_from = {"index": index.name, "pairs": frame_digest(frame, ["qid", "query", "docno"]), "v": FEATURES_VERSION}
@@ -102,8 +102,7 @@ class LTR(Stage):
 
     def transform(self, inp: pd.DataFrame, ctx: Context) -> pd.DataFrame:
         import lightgbm
-
-        from rankers.dense import rerank_merge, split_top_k
+        from cascade.rankers.dense import rerank_merge, split_top_k
 
         head, tail = split_top_k(inp, self.params.k)
         head = head.reset_index(drop=True)

@@ -13,10 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+from cascade.rankers.base import Context, Stage
 
-from eval.digest import frame_digest
-from eval.errors import CascadeError
-from rankers.base import Context, Stage
+from cascade.core.digest import frame_digest
+from cascade.core.errors import CascadeError
 
 
 class NotApplicable(CascadeError):
@@ -51,7 +51,7 @@ class Pool(Stage):
 
 def pooled_chain(stages: list[Stage], pools: pd.DataFrame, corpus_size: int) -> list[Stage]:
     """`first >> rest` becomes `first(k=corpus) >> pool >> rest(k >= largest pool)`."""
-    from rankers.run_file import RunFile
+    from cascade.rankers.run_file import RunFile
 
     first, rest = stages[0], stages[1:]
     if isinstance(first, RunFile):

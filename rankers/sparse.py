@@ -25,11 +25,11 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from cascade.rankers.base import Context, Params, Stage
 from pydantic import Field, model_validator
 
-from eval.digest import content_key, file_digest
-from eval.errors import CascadeError
-from rankers.base import Context, Params, Stage
+from cascade.core.digest import content_key, file_digest
+from cascade.core.errors import CascadeError
 
 VECTORS_VERSION = 1
 INDEX_VERSION = 1
@@ -90,7 +90,7 @@ class SparseParams(Params):
 def sparse_encoder(name: str, device: str, precision: str):
     key = ("encoder", name, device, precision)
     if key not in _OPEN:
-        from indexes.sparse_encoder import load_sparse_encoder
+        from cascade.indexes.sparse_encoder import load_sparse_encoder
 
         _OPEN[key] = load_sparse_encoder(name, device, precision)
     return _OPEN[key]
@@ -102,8 +102,8 @@ def doc_text(doc: dict) -> str:
 
 def corpus_vectors(params: SparseParams, ctx: Context) -> tuple[Path, str]:
     """The folder of the corpus's vectors (encoded once per encoder and corpus content) and its content key."""
-    from indexes import sparse_vectors
-    from indexes.process import PeakMemory, folder_bytes
+    from cascade.indexes import sparse_vectors
+    from cascade.indexes.process import PeakMemory, folder_bytes
 
     corpus = ctx.require_corpus("sparse")
     if params.vectors is not None:
@@ -119,7 +119,7 @@ def corpus_vectors(params: SparseParams, ctx: Context) -> tuple[Path, str]:
     key = content_key(made_from)
 
     def build(tmp: Path) -> dict:
-        from indexes.sparse_encoder import encode
+        from cascade.indexes.sparse_encoder import encode
 
         docs = list(corpus.docs())
         if not docs:
@@ -154,8 +154,8 @@ def _given_vectors(folder: Path, corpus_fingerprint: str, params: SparseParams) 
     """A user's vectors folder, checked against the corpus first (no model load needed), then the encoder."""
     import json
 
-    from indexes import sparse_vectors
-    from indexes.models import model_fingerprint, resolve_model
+    from cascade.indexes import sparse_vectors
+    from cascade.indexes.models import model_fingerprint, resolve_model
 
     vectors = sparse_vectors.load(folder, corpus_fingerprint)
     card = folder / "card.json"
@@ -172,7 +172,7 @@ def _given_vectors(folder: Path, corpus_fingerprint: str, params: SparseParams) 
 
 
 def load_vectors(path: Path, mmap: bool = True):
-    from indexes import sparse_vectors
+    from cascade.indexes import sparse_vectors
 
     return sparse_vectors.load(path, mmap=mmap)
 
@@ -187,7 +187,7 @@ def _memory_facts(memory: Any) -> dict:
 
 def _measured_build(build) -> Any:
     """Wrap a store build so its card records peak memory and size on disk."""
-    from indexes.process import PeakMemory, folder_bytes
+    from cascade.indexes.process import PeakMemory, folder_bytes
 
     def wrapped(tmp: Path) -> dict:
         with PeakMemory() as memory:
@@ -198,7 +198,7 @@ def _measured_build(build) -> Any:
 
 
 def seismic_index(params: SparseParams, ctx: Context, vectors_path: Path, vectors_key: str) -> tuple[Path, dict]:
-    from indexes.seismic import build_seismic, seismic_version
+    from cascade.indexes.seismic import build_seismic, seismic_version
 
     knobs = params.seismic.build_knobs()
     made_from = {"vectors": vectors_key, "knobs": knobs, "seismic": seismic_version(), "version": INDEX_VERSION}
@@ -213,8 +213,8 @@ def seismic_index(params: SparseParams, ctx: Context, vectors_path: Path, vector
 
 
 def lucene_impact_index(params: SparseParams, ctx: Context, vectors_path: Path, vectors_key: str) -> tuple[Path, dict]:
-    from indexes import lucene
-    from indexes.sparse_vectors import quantize
+    from cascade.indexes import lucene
+    from cascade.indexes.sparse_vectors import quantize
 
     scale = params.lucene.scale
     made_from = {"vectors": vectors_key, "scale": scale, "jar": lucene.anserini_jar().name, "version": INDEX_VERSION}
@@ -237,8 +237,8 @@ def lucene_impact_index(params: SparseParams, ctx: Context, vectors_path: Path, 
 
 def exact_index(vectors_path: Path):
     """The exact index is the transposed vectors, built in memory (seconds) and reused within the process."""
-    from indexes.process import PeakMemory
-    from indexes.sparse_exact import build_exact
+    from cascade.indexes.process import PeakMemory
+    from cascade.indexes.sparse_exact import build_exact
 
     key = ("exact", str(vectors_path))
     if key not in _OPEN:
@@ -276,7 +276,7 @@ class Sparse(Stage):
         if params["vectors"] is not None:
             folder = Path(params["vectors"]).expanduser()
             params["vectors"] = _given_vectors(folder, ctx.require_corpus(self.name).fingerprint, self.params)[1]
-        from indexes.models import compute_label
+        from cascade.indexes.models import compute_label
 
         # queries are encoded at search time, so bf16 or fp32 (which `auto` picks per machine) changes the run
         return {**parts, "params": params, "compute": compute_label(self.params.device, self.params.precision)}
@@ -293,14 +293,14 @@ class Sparse(Stage):
         vectors_path, vectors_key = corpus_vectors(p, ctx)
         if p.index == "exact":
             index, facts = exact_index(vectors_path)
-            from indexes.process import folder_bytes
+            from cascade.indexes.process import folder_bytes
 
             return index, vectors_path, {**facts, "index_bytes": folder_bytes(vectors_path), "built_now": True}
         if p.index == "seismic":
             path, card = seismic_index(p, ctx, vectors_path, vectors_key)
             key = ("seismic", str(path))
             if key not in _OPEN:
-                from indexes.seismic import open_seismic
+                from cascade.indexes.seismic import open_seismic
 
                 _OPEN[key] = open_seismic(path, ctx.log_dir / "seismic-open.log")
             return _OPEN[key], vectors_path, card
@@ -309,7 +309,7 @@ class Sparse(Stage):
 
     def encode_queries(self, queries: pd.DataFrame, ctx: Context) -> tuple[list[tuple[np.ndarray, np.ndarray]], float]:
         """Query vectors as (term ids, weights) and the encoding speed in queries/s."""
-        from indexes.sparse_encoder import encode
+        from cascade.indexes.sparse_encoder import encode
 
         p = self.params
         encoder = sparse_encoder(p.encoder, p.device, p.precision)
@@ -348,15 +348,15 @@ class Sparse(Stage):
     def _search_rows(self, handle: Any, queries: list, ctx: Context) -> list[tuple[np.ndarray, np.ndarray]]:
         p = self.params
         if p.index == "exact":
-            from indexes.sparse_exact import search_exact
+            from cascade.indexes.sparse_exact import search_exact
 
             return search_exact(handle, queries, p.k)
-        from indexes.seismic import search_batch
+        from cascade.indexes.seismic import search_batch
 
         return search_batch(handle, queries, p.seismic.search_knobs(p.k), ctx.threads)
 
     def _lucene_queries(self, qids: list[str], queries: list) -> list[tuple[str, dict[str, int]]]:
-        from indexes.sparse_vectors import quantize
+        from cascade.indexes.sparse_vectors import quantize
 
         out = []
         for qid, (terms, weights) in zip(qids, queries, strict=True):
@@ -365,7 +365,7 @@ class Sparse(Stage):
         return out
 
     def _search_lucene(self, index: Path, qids: list[str], queries: list, ctx: Context) -> pd.DataFrame:
-        from indexes import lucene
+        from cascade.indexes import lucene
 
         run = lucene.search_impact(
             index,
@@ -404,7 +404,7 @@ class Sparse(Stage):
             return stats
         if p.index != "exact":
             exact, _ = exact_index(vectors_path)
-            from indexes.sparse_exact import search_exact
+            from cascade.indexes.sparse_exact import search_exact
 
             docnos = np.asarray(load_vectors(vectors_path).docnos, dtype=object)
             truth = [docnos[d] for d, _ in search_exact(exact, queries, p.k)]
@@ -416,19 +416,19 @@ class Sparse(Stage):
         return stats
 
     def _latency(self, handle: Any, qids: list[str], queries: list, ctx: Context) -> dict:
-        from indexes.search_stats import latency_stats
+        from cascade.indexes.search_stats import latency_stats
 
         p = self.params
         if p.index == "exact":
-            from indexes.sparse_exact import search_one
+            from cascade.indexes.sparse_exact import search_one
 
             return latency_stats(lambda q: search_one(handle, q, p.k), queries, ctx.threads)
         if p.index == "seismic":
-            from indexes.seismic import search_one
+            from cascade.indexes.seismic import search_one
 
             knobs = p.seismic.search_knobs(p.k)
             return latency_stats(lambda q: search_one(handle, q, knobs), queries, ctx.threads)
-        from indexes.lucene import ImpactSearcher
+        from cascade.indexes.lucene import ImpactSearcher
 
         searcher = ImpactSearcher(handle)
         try:
@@ -439,7 +439,7 @@ class Sparse(Stage):
 
 
 def _accuracy(hits: list, truth: list, at: int) -> tuple[float | None, int]:
-    from indexes.search_stats import accuracy_at
+    from cascade.indexes.search_stats import accuracy_at
 
     value, counted = accuracy_at(hits, truth, at)
     return (round(value, 6) if value is not None else None), counted

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CASCADE = [sys.executable, "-m", "pipelines.cli"]
+CASCADE = [sys.executable, "-m", "cascade.pipelines.cli"]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

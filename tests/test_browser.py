@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from eval.frames import write_beir_folder
-from pipelines.config import load_config
-from pipelines.runner import run_config
+from cascade.eval.frames import write_beir_folder
+from cascade.pipelines.config import load_config
+from cascade.pipelines.runner import run_config
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -70,7 +69,7 @@ def site(tmp_path_factory, cache_dir) -> Path:
         manifest = json.loads((result.folder / "manifest.json").read_text())
         (result.folder / "manifest.json").write_text(json.dumps({**manifest, "suite": "tiny <b>suite</b>"}))
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "leaderboard", str(runs), "--html", str(tmp / "site")],
+        [sys.executable, "-m", "cascade.pipelines.cli", "leaderboard", str(runs), "--html", str(tmp / "site")],
         cwd=ROOT,
         capture_output=True,
         text=True,

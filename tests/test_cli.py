@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_cli_import_pulls_no_heavy_library():
     heavy = "('torch', 'pyserini', 'jnius', 'pandas', 'transformers')"
-    code = f"import pipelines.cli, sys; print(sorted(m for m in {heavy} if m in sys.modules))"
+    code = f"import cascade.pipelines.cli, sys; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cascade.pipelines.config import load_config
 
-from eval.errors import CascadeError
-from pipelines.config import load_config
+from cascade.core.errors import CascadeError
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE_CONFIGS = sorted(p for folder in ("msmarco", "sample") for p in (ROOT / "configs" / folder).glob("*.yaml"))
@@ -67,7 +67,7 @@ def test_every_shipped_pipeline_config_loads(path):
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs" / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_sweep_config_expands_to_valid_points(path):
-    from pipelines.sweep import load_sweep, sweep_points
+    from cascade.pipelines.sweep import load_sweep, sweep_points
 
     sweep = load_sweep(path)
     points = sweep_points(sweep, path)

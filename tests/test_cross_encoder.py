@@ -8,18 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from cascade.eval.datasets import load_dataset
+from cascade.indexes.models import resolve_model
+from cascade.pipelines.config import load_config
+from cascade.pipelines.runner import run_config
+from cascade.pipelines.train import TrainEnv, ensure_trained
+from cascade.pipelines.train.data import epoch_order, split_dev
+from cascade.rankers import BM25, Context, CrossEncoder
+from cascade.rankers.base import with_queries
+from cascade.rankers.cross_encoder import load_scorer, pair_segments, score_pairs
 
-from eval.datasets import load_dataset
-from eval.errors import CascadeError
-from indexes.models import resolve_model
-from indexes.store import ArtifactStore
-from pipelines.config import load_config
-from pipelines.runner import run_config
-from pipelines.train import TrainEnv, ensure_trained
-from pipelines.train.data import epoch_order, split_dev
-from rankers import BM25, Context, CrossEncoder
-from rankers.base import with_queries
-from rankers.cross_encoder import load_scorer, pair_segments, score_pairs
+from cascade.core.errors import CascadeError
+from cascade.core.store import ArtifactStore
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "configs" / "train" / "cross-encoder-tiny.yaml"

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from cascade.eval.datasets import doc_text, load_dataset
+from cascade.indexes.dense import encode, load_embeddings, load_encoder
+from cascade.indexes.models import resolve_model
+from cascade.rankers import BM25, Context, Dense, DenseRerank
 
-from eval.datasets import doc_text, load_dataset
-from eval.errors import CascadeError
-from indexes.dense import encode, load_embeddings, load_encoder
-from indexes.models import resolve_model
-from indexes.store import ArtifactStore
-from rankers import BM25, Context, Dense, DenseRerank
+from cascade.core.errors import CascadeError
+from cascade.core.store import ArtifactStore
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_dense_rerank_only_reorders_the_top_k(sample, ctx):
 
 
 def test_dense_beats_nothing_but_is_a_real_ranker(sample, ctx):
-    from eval.measures import evaluate, parse_measures
+    from cascade.eval.measures import evaluate, parse_measures
 
     run = Dense(k=100).transform(sample.queries, ctx)
     ndcg = evaluate(run, sample.qrels, parse_measures(["nDCG@10"]))[0]["nDCG@10"]
@@ -113,11 +113,10 @@ def test_rerank_from_stored_corpus_embeddings_matches_fresh_encoding(sample, ctx
 
 
 def test_a_long_query_cannot_push_its_instruction_out_of_the_window():
+    from cascade.indexes.models import resolve_model
+    from cascade.rankers.base import fit_instruction
+    from cascade.rankers.cross_encoder import pair_segments
     from transformers import AutoTokenizer
-
-    from indexes.models import resolve_model
-    from rankers.base import fit_instruction
-    from rankers.cross_encoder import pair_segments
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model("minilm-l6"))
     query = " ".join(f"word{i}" for i in range(300))  # a paragraph-long query, as in BIRCO

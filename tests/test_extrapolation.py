@@ -6,13 +6,13 @@ import math
 
 import pandas as pd
 import pytest
+from cascade.eval.datasets import load_dataset
+from cascade.eval.extrapolation import bucket_sets, holdout_plan, plan_splits, read_splits, split_scores
+from cascade.pipelines.resample import SplitRule, cluster_queries, resample_split
 from pydantic import ValidationError
 
-from eval.datasets import load_dataset
-from eval.errors import CascadeError
-from eval.extrapolation import bucket_sets, holdout_plan, plan_splits, read_splits, split_scores
-from indexes.store import ArtifactStore
-from pipelines.resample import SplitRule, cluster_queries, resample_split
+from cascade.core.errors import CascadeError
+from cascade.core.store import ArtifactStore
 
 TRAIN = pd.DataFrame(
     {

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from cascade.eval.frames import format_run, normalise_run, read_qrels, read_queries, read_run, write_run
 
-from eval.errors import CascadeError
-from eval.frames import format_run, normalise_run, read_qrels, read_queries, read_run, write_run
+from cascade.core.errors import CascadeError
 
 
 def write(path, text: str):
@@ -99,8 +99,8 @@ def test_empty_run_formats_to_nothing():
 
 
 def test_beir_folder_round_trip(tmp_path):
-    from eval.datasets import load_dataset, load_folder
-    from eval.frames import write_beir_folder
+    from cascade.eval.datasets import load_dataset, load_folder
+    from cascade.eval.frames import write_beir_folder
 
     sample = load_dataset("sample")
     folder = write_beir_folder(tmp_path / "copy", sample.corpus.docs(), sample.queries, sample.qrels)
@@ -111,7 +111,7 @@ def test_beir_folder_round_trip(tmp_path):
 
 
 def test_trec_qrels_round_trip(tmp_path):
-    from eval.frames import write_qrels
+    from cascade.eval.frames import write_qrels
 
     qrels = read_qrels(write(tmp_path / "q.tsv", "query-id\tcorpus-id\tscore\n1\ta\t2\n2\tb\t0\n"))
     write_qrels(qrels, tmp_path / "q.txt")

@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from eval.errors import CascadeError
-from eval.instructions import (
+from cascade.eval.instructions import (
     newly_irrelevant,
     p_mrr,
     p_mrr_changes,
@@ -20,7 +18,9 @@ from eval.instructions import (
     read_instructir,
     robustness_at_k,
 )
-from eval.measures import evaluate, parse_measures
+from cascade.eval.measures import evaluate, parse_measures
+
+from cascade.core.errors import CascadeError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "eval" / "datasets" / "sample"
 FOLLOWIR = FIXTURES / "followir"

@@ -7,17 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cascade.eval.datasets import load_dataset
+from cascade.indexes.lexical import FEATURES
+from cascade.pipelines.config import load_config
+from cascade.pipelines.runner import run_config
+from cascade.pipelines.train import TrainEnv, ensure_trained
+from cascade.rankers import BM25, Context
+from cascade.rankers.base import carry_scores, with_queries
+from cascade.rankers.ltr import feature_matrix
 
-from eval.datasets import load_dataset
-from eval.errors import CascadeError
-from indexes.lexical import FEATURES
-from indexes.store import ArtifactStore
-from pipelines.config import load_config
-from pipelines.runner import run_config
-from pipelines.train import TrainEnv, ensure_trained
-from rankers import BM25, Context
-from rankers.base import carry_scores, with_queries
-from rankers.ltr import feature_matrix
+from cascade.core.errors import CascadeError
+from cascade.core.store import ArtifactStore
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "configs" / "train" / "ltr-sample.yaml"

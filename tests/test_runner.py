@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cascade.eval.datasets import load_dataset
+from cascade.eval.frames import read_qrels, read_run
+from cascade.eval.measures import evaluate, parse_measures
+from cascade.pipelines.config import load_config
+from cascade.pipelines.runner import run_config
+from cascade.rankers import BM25, RM3, Context, Pipeline, RunFile
 
-from eval.datasets import load_dataset
-from eval.frames import read_qrels, read_run
-from eval.measures import evaluate, parse_measures
-from indexes.store import ArtifactStore
-from pipelines.config import load_config
-from pipelines.runner import run_config
-from rankers import BM25, RM3, Context, Pipeline, RunFile
+from cascade.core.store import ArtifactStore
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_BM25 = ROOT / "configs" / "sample" / "bm25.yaml"
@@ -114,7 +114,7 @@ def test_killed_run_leaves_no_corrupt_cache_entry(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "pipelines.cli",
+        "cascade.pipelines.cli",
         "run",
         str(SAMPLE_BM25),
         "--out",
@@ -155,7 +155,7 @@ def test_ctrl_c_exits_cleanly_and_leaves_no_temp_folders(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "pipelines.cli",
+        "cascade.pipelines.cli",
         "run",
         str(SAMPLE_BM25),
         "--out",

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from cascade.eval.datasets import load_dataset
+from cascade.pipelines.config import load_config
+from cascade.pipelines.runner import run_config
+from cascade.rankers import Context
+from cascade.rankers.sparse import Sparse, corpus_vectors, doc_text, load_vectors
 
-from eval.datasets import load_dataset
-from eval.errors import CascadeError
-from indexes.store import ArtifactStore
-from pipelines.config import load_config
-from pipelines.runner import run_config
-from rankers import Context
-from rankers.sparse import Sparse, corpus_vectors, doc_text, load_vectors
+from cascade.core.errors import CascadeError
+from cascade.core.store import ArtifactStore
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {name: ROOT / "configs" / "sample" / f"splade-{name}.yaml" for name in ("exact", "seismic", "lucene-impact")}
@@ -44,7 +44,7 @@ def runs(tmp_path_factory, cache_dir):
 
 
 def splade_folder() -> Path:
-    from indexes.models import resolve_model
+    from cascade.indexes.models import resolve_model
 
     return Path(resolve_model("splade-tiny"))
 
@@ -53,7 +53,7 @@ def splade_folder() -> Path:
 
 
 def test_fast_encoder_gives_the_reference_vectors(sample):
-    from indexes.sparse_encoder import encode, encode_reference, load_reference_model, load_sparse_encoder
+    from cascade.indexes.sparse_encoder import encode, encode_reference, load_reference_model, load_sparse_encoder
 
     texts = [doc_text(d) for d in sample.corpus.docs()][:24]
     encoder = load_sparse_encoder("splade-tiny", "cpu", "fp32")
@@ -68,7 +68,7 @@ def test_fast_encoder_gives_the_reference_vectors(sample):
 
 
 def test_local_model_folder_is_the_same_encoder(sample, ctx):
-    from indexes.sparse_encoder import load_sparse_encoder
+    from cascade.indexes.sparse_encoder import load_sparse_encoder
 
     by_alias = load_sparse_encoder("splade-tiny", "cpu", "auto")
     by_path = load_sparse_encoder(str(splade_folder()), "cpu", "auto")
@@ -94,7 +94,7 @@ def test_corpus_vectors_are_cached_as_csr_arrays(sample, ctx):
 
 
 def test_exact_search_equals_dense_numpy(ctx):
-    from indexes.sparse_exact import build_exact, search_exact
+    from cascade.indexes.sparse_exact import build_exact, search_exact
 
     path, _ = corpus_vectors(Sparse(index="exact").params, ctx)
     vectors = load_vectors(path, mmap=False)
@@ -163,8 +163,8 @@ def test_only_the_chosen_index_knobs_enter_the_cache_key(ctx):
 @pytest.mark.parametrize("stage", ["sparse", "dense", "dense_rerank", "cross_encoder"])
 def test_neural_cache_keys_hold_the_resolved_precision_not_auto(ctx, stage):
     """`precision: auto` is bf16 on CPUs with AMX and fp32 elsewhere; a cache shared between them must not mix."""
-    from indexes.models import autocast_dtype
-    from rankers import STAGES
+    from cascade.indexes.models import autocast_dtype
+    from cascade.rankers import STAGES
 
     def compute(precision: str) -> str:
         extra = {"model": "minilm-l6"} if stage == "cross_encoder" else {}
@@ -238,7 +238,7 @@ def test_encoder_that_is_not_a_masked_lm(cascade, tmp_path):
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(splade_folder() / name, folder / name)
     with pytest.raises(CascadeError, match="not a masked language model"):
-        from indexes.sparse_encoder import load_sparse_encoder
+        from cascade.indexes.sparse_encoder import load_sparse_encoder
 
         load_sparse_encoder(str(folder))
     config = write_config(tmp_path, "{encoder: " + str(folder) + ", index: exact}")
@@ -319,7 +319,7 @@ def test_sweep_config_errors_are_one_line(cascade, tmp_path):
 
 
 def test_pareto_frontier_keeps_points_no_other_beats():
-    from pipelines.sweep import pareto
+    from cascade.pipelines.sweep import pareto
 
     def row(latency, acc):
         return {"latency_ms": latency, "accuracy@10": acc, "measures": {"nDCG@10": acc}}

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cascade.eval.negation import pair_measures, read_pairs
+from cascade.eval.report import ReportOptions
+from cascade.eval.report.board import build_board
+from cascade.eval.report.markdown import leaderboard_markdown
+from cascade.eval.report.runs import collect_runs
+from cascade.pipelines.runner import Session
+from cascade.pipelines.suite import run_suite
+from cascade.rankers.pool import Pool
 
-from eval.negation import pair_measures, read_pairs
-from eval.report import ReportOptions
-from eval.report.board import build_board
-from eval.report.markdown import leaderboard_markdown
-from eval.report.runs import collect_runs
-from pipelines.runner import Session
-from pipelines.suite import run_suite
-from rankers.pool import Pool
 from tests.test_cli_errors import assert_clean_failure
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,7 +141,7 @@ def test_an_unknown_task_kind_names_the_line(tmp_path: Path, cascade) -> None:
 
 
 def test_pipelines_with_one_short_name_but_different_chains_keep_their_full_names(tmp_path: Path) -> None:
-    from pipelines.suite import load_pipelines
+    from cascade.pipelines.suite import load_pipelines
 
     paths = []
     for name, depth in (("dl19-x", 10), ("dl20-x", 20), ("dl20-y", 10)):

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from cascade.eval.frames import check_queries, iter_corpus, read_qrels, read_queries
 
-from eval.errors import CascadeError
-from eval.frames import check_queries, iter_corpus, read_qrels, read_queries
+from cascade.core.errors import CascadeError
 
 SAMPLE_DIR = Path(__file__).parent / "sample"
 QRELS_CHOICES = ("default", "official")
@@ -104,7 +104,7 @@ class Dataset:
 
 @functools.cache
 def _file_fingerprint(path: Path, size: int, mtime_ns: int) -> str:
-    from eval.digest import file_digest
+    from cascade.core.digest import file_digest
 
     return f"sha256:{file_digest(path)}"
 

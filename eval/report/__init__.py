@@ -1,6 +1,6 @@
 """Reports rebuilt from run folders alone: a Markdown leaderboard, a static HTML site, `cascade compare` tables.
 
-- `runs`: reading run folders (grouped by config hash);  `board`: sections and their statistics (`eval.stats`);
+- `runs`: reading run folders (grouped by config hash);  `board`: sections and their statistics (`cascade.eval.stats`);
 - `markdown`, `html` (+ `plot`, `assets/`), `terminal`: the three renderings;  `fmt`: shared wording and formats.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eval.report.board import Board, ReportOptions, Section, build_board, compare_section
-from eval.report.runs import RunInfo, collect_runs, read_run_folder
+from cascade.eval.report.board import Board, ReportOptions, Section, build_board, compare_section
+from cascade.eval.report.runs import RunInfo, collect_runs, read_run_folder
 
 __all__ = [
     "Board",
@@ -32,8 +32,9 @@ def write_leaderboard(
     html_dir: str | Path | None = None,
 ) -> tuple[Path, str, Board]:
     """Markdown of every run under `root`, written to `out` (default `root/leaderboard.md`), and the HTML site."""
-    from eval.atomic import write_text
-    from eval.report.markdown import leaderboard_markdown
+    from cascade.eval.report.markdown import leaderboard_markdown
+
+    from cascade.core.atomic import write_text
 
     root = Path(root)
     board = build_board(collect_runs(root), options or ReportOptions())
@@ -41,7 +42,7 @@ def write_leaderboard(
     target = Path(out) if out else root / "leaderboard.md"
     write_text(target, text)
     if html_dir is not None:
-        from eval.report.html import write_site
+        from cascade.eval.report.html import write_site
 
         write_site(board, html_dir)
     return target, text, board

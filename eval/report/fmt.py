@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from eval.report.board import Board, Section
-from eval.stats import CORRECTIONS, Interval, PairResult, StatsConfig
+from cascade.eval.report.board import Board, Section
+from cascade.eval.stats import CORRECTIONS, Interval, PairResult, StatsConfig
 
 BETTER, WORSE = "▲", "▼"
 

@@ -13,14 +13,15 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from eval.atomic import write_text
-from eval.report import fmt
-from eval.report.board import Board, Section
-from eval.report.markdown import leaderboard_markdown
-from eval.report.plot import Point, efficiency_plot
-from eval.report.runs import RunInfo
-from eval.stats import CORRECTIONS
-from eval.topdocs import read_topdocs
+from cascade.eval.report import fmt
+from cascade.eval.report.board import Board, Section
+from cascade.eval.report.markdown import leaderboard_markdown
+from cascade.eval.report.plot import Point, efficiency_plot
+from cascade.eval.report.runs import RunInfo
+from cascade.eval.stats import CORRECTIONS
+from cascade.eval.topdocs import read_topdocs
+
+from cascade.core.atomic import write_text
 
 
 def esc(value: object) -> str:
@@ -28,7 +29,7 @@ def esc(value: object) -> str:
 
 
 def _asset(name: str) -> str:
-    return resources.files("eval.report").joinpath("assets", name).read_text(encoding="utf-8")
+    return resources.files("cascade.eval.report").joinpath("assets", name).read_text(encoding="utf-8")
 
 
 def _slug(text: str, taken: set[str]) -> str:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from eval.atomic import write_text
-from eval.errors import CascadeError
-from eval.report import fmt
-from eval.report.board import Board, Section
+from cascade.eval.report import fmt
+from cascade.eval.report.board import Board, Section
+
+from cascade.core.atomic import write_text
+from cascade.core.errors import CascadeError
 
 README_START = "<!-- leaderboard:start -->"
 README_END = "<!-- leaderboard:end -->"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from eval.errors import CascadeError
+from cascade.core.errors import CascadeError
 
 DEFAULT_SUITE = "default"
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from eval.report import fmt
-from eval.report.board import Section
-from eval.stats import CORRECTIONS
+from cascade.eval.report import fmt
+from cascade.eval.report.board import Section
+from cascade.eval.stats import CORRECTIONS
 
 
 def _table(head: list[str], rows: list[list[str]], left: int = 1) -> list[str]:

@@ -18,9 +18,9 @@ from typing import Any
 
 import yaml
 
-from eval.digest import content_key
-from eval.errors import CascadeError
-from indexes.store import ArtifactStore
+from cascade.core.digest import content_key
+from cascade.core.errors import CascadeError
+from cascade.core.store import ArtifactStore
 
 TRAIN_PREFIX = "train:"
 MODELS = "models"
@@ -57,7 +57,7 @@ def _load_trainers() -> None:
     """Trainers import torch/LightGBM lazily; importing their modules only registers them."""
     import importlib
 
-    for module in ("pipelines.train.ltr", "pipelines.train.cross_encoder"):
+    for module in ("cascade.pipelines.train.ltr", "cascade.pipelines.train.cross_encoder"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -3,7 +3,7 @@
     kind: cross-encoder
     seed: 42
     model: minilm-l6                     # the encoder to start from (alias, folder, HF name)
-    train:                               # pipelines.train.data.DataSpec
+    train:                               # cascade.pipelines.train.data.DataSpec
       dataset: msmarco-passage/dev-small
       dev_queries: 100
       triples: data:msmarco-passage/train/triples.splade-toy.tsv
@@ -29,11 +29,11 @@ from typing import Literal
 
 import numpy as np
 import yaml
+from cascade.pipelines.train import TrainEnv, Trainer, register
+from cascade.pipelines.train.data import DataSpec, TrainingData, build_training_data, data_fingerprint, epoch_order
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from eval.errors import CascadeError
-from pipelines.train import TrainEnv, Trainer, register
-from pipelines.train.data import DataSpec, TrainingData, build_training_data, data_fingerprint, epoch_order
+from cascade.core.errors import CascadeError
 
 TRAINER_VERSION = 1
 
@@ -77,7 +77,7 @@ class CrossEncoderTrainConfig(_Strict):
 
 def key_locator(path: Path):
     """`where` for an error at a dotted config key: `file:line` of that key, else the file."""
-    from pipelines.config import _line_of
+    from cascade.pipelines.config import _line_of
 
     try:
         root = yaml.compose(path.read_text(encoding="utf-8"))
@@ -103,7 +103,7 @@ def parse(data: dict, path: Path) -> CrossEncoderTrainConfig:
 
 def fingerprint(data: dict, path: Path, env: TrainEnv) -> dict:
     """The base model's and the training data's content: with the config, they address the trained model."""
-    from indexes.models import model_fingerprint, resolve_model
+    from cascade.indexes.models import model_fingerprint, resolve_model
 
     config = parse(data, path)
     base = model_fingerprint(resolve_model(config.model, where=key_locator(path)("model")))
@@ -132,8 +132,7 @@ def step_loss(scores, loss: str):
 def batch_scores(scorer, first: list[str], second: list[str], max_length: int, micro_batch: int):
     """Scores with grad for all pairs of one step, computed in length-sorted micro-batches (less padding)."""
     import torch
-
-    from rankers.cross_encoder import forward_logits, length_batches, pad_batch, tokenize_pairs
+    from cascade.rankers.cross_encoder import forward_logits, length_batches, pad_batch, tokenize_pairs
 
     tokens = tokenize_pairs(scorer.tokenizer, first, second, max_length)
     pad_id = scorer.tokenizer.pad_token_id or 0
@@ -147,10 +146,10 @@ def batch_scores(scorer, first: list[str], second: list[str], max_length: int, m
 
 def evaluate_dev(scorer, data: TrainingData, config: CrossEncoderTrainConfig, progress: bool) -> dict[str, float]:
     """Dev metrics: rerank each dev query's BM25 candidates with the current weights."""
-    from eval.measures import evaluate, parse_measures
-    from pipelines.train.data import first_segment
-    from rankers.cross_encoder import score_pairs
-    from rankers.dense import rerank_merge
+    from cascade.eval.measures import evaluate, parse_measures
+    from cascade.pipelines.train.data import first_segment
+    from cascade.rankers.cross_encoder import score_pairs
+    from cascade.rankers.dense import rerank_merge
 
     run = data.dev_candidates
     scorer.model.eval()
@@ -172,9 +171,8 @@ def evaluate_dev(scorer, data: TrainingData, config: CrossEncoderTrainConfig, pr
 def load_base(config: CrossEncoderTrainConfig, path: Path, device: str):
     """The encoder with a fresh one-output head (the warning about it is expected, so it is silenced)."""
     import transformers
+    from cascade.indexes.models import resolve_model
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from indexes.models import resolve_model
 
     resolved = resolve_model(config.model, where=key_locator(path)("model"))
     transformers.utils.logging.disable_progress_bar()
@@ -196,11 +194,10 @@ def write_log(out: Path, log: dict) -> None:
 
 def train_cross_encoder(data: dict, path: Path, env: TrainEnv, out: Path) -> dict:
     import torch
+    from cascade.indexes.models import autocast_dtype, pick_device
+    from cascade.pipelines.train.data import sample_group
+    from cascade.rankers.cross_encoder import Scorer
     from tqdm.auto import tqdm
-
-    from indexes.models import autocast_dtype, pick_device
-    from pipelines.train.data import sample_group
-    from rankers.cross_encoder import Scorer
 
     config = parse(data, path)
     started = time.perf_counter()

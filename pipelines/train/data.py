@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from eval.errors import CascadeError
+from cascade.core.errors import CascadeError
 
 DATA_PREFIX = "data:"
 
@@ -165,7 +165,7 @@ def in_corpus(corpus, docno: str) -> bool:
 
 
 def first_segment(frame: pd.DataFrame, sep: str) -> list[str]:
-    from rankers.cross_encoder import pair_segments
+    from cascade.rankers.cross_encoder import pair_segments
 
     instructions = frame["instruction"].tolist() if "instruction" in frame else None
     return pair_segments(frame["query"].tolist(), instructions, sep)
@@ -173,7 +173,7 @@ def first_segment(frame: pd.DataFrame, sep: str) -> list[str]:
 
 def training_context(dataset, env, seed: int):
     """The stage context of a training command: its dataset's corpus and the command's cache and threads."""
-    from rankers import Context
+    from cascade.rankers import Context
 
     return Context(
         store=env.store,
@@ -187,14 +187,14 @@ def training_context(dataset, env, seed: int):
 
 def run_candidates(stages: list, queries: pd.DataFrame, ctx) -> pd.DataFrame:
     """Training candidates come from the same cached stages a pipeline runs, so training and test see one BM25."""
-    from pipelines.runner import execute
+    from cascade.pipelines.runner import execute
 
     return execute(stages, queries, ctx).frame
 
 
 def bm25_candidates(queries: pd.DataFrame, dataset, spec: DataSpec, env, depth: int, seed: int) -> pd.DataFrame:
     """cascade's `bm25` stage over the dataset's corpus, cached like any pipeline stage."""
-    from rankers import BM25
+    from cascade.rankers import BM25
 
     stage = BM25(**{**spec.bm25, "k": depth})
     return run_candidates([stage], queries, training_context(dataset, env, seed))
@@ -202,7 +202,7 @@ def bm25_candidates(queries: pd.DataFrame, dataset, spec: DataSpec, env, depth: 
 
 def checked_sources(spec: DataSpec, tests: list[str], data_dir: Path | None, where: Callable[[str], str]):
     """(dataset, triples or None), once no training query is a test query."""
-    from eval.datasets import load_dataset
+    from cascade.eval.datasets import load_dataset
 
     dataset = load_dataset(spec.dataset, data_dir)
     if dataset.corpus is None:
@@ -279,7 +279,7 @@ def build_training_data(
 def data_fingerprint(spec: DataSpec, tests: list[str], data_dir: Path | None, where: Callable[[str], str]) -> dict:
     """What the training data is made of, by content: part of a trained model's address. Checks overlap first,
     so a refused config fails before anything is built."""
-    from eval.digest import file_digest, frame_digest
+    from cascade.core.digest import file_digest, frame_digest
 
     dataset, _ = checked_sources(spec, tests, data_dir, where)
     parts = {

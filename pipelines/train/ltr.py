@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from cascade.pipelines.train import TrainEnv, Trainer, register
+from cascade.pipelines.train.data import ExcludedQueries
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from eval.errors import CascadeError
-from pipelines.train import TrainEnv, Trainer, register
-from pipelines.train.data import ExcludedQueries
+from cascade.core.errors import CascadeError
 
 
 class _Strict(BaseModel):
@@ -68,7 +68,7 @@ def parse(data: dict, path: Path) -> LTRTrainConfig:
 
 def split_queries(queries: pd.DataFrame, dev_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, dev) query frames with the cross-encoder trainer's seeded split, sized by a fraction."""
-    from pipelines.train.data import split_dev
+    from cascade.pipelines.train.data import split_dev
 
     n_dev = max(1, int(round(dev_fraction * len(queries))))
     train, dev = split_dev(queries["qid"].tolist(), n_dev, seed, key="train.dev_fraction")
@@ -83,11 +83,10 @@ def labelled(frame: pd.DataFrame, qrels: pd.DataFrame) -> pd.DataFrame:
 
 def train_ltr(data: dict, path: Path, env: TrainEnv, out: Path) -> dict:
     import lightgbm
-
-    from eval.datasets import load_dataset
-    from pipelines.train.data import refuse_overlap, run_candidates, training_context, without_excluded
-    from rankers import STAGES
-    from rankers.ltr import feature_matrix, feature_names
+    from cascade.eval.datasets import load_dataset
+    from cascade.pipelines.train.data import refuse_overlap, run_candidates, training_context, without_excluded
+    from cascade.rankers import STAGES
+    from cascade.rankers.ltr import feature_matrix, feature_names
 
     config = parse(data, path)
     dataset = load_dataset(config.train.dataset, env.data_dir)

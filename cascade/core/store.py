@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from eval.atomic import TMP_MARK, atomic_dir
-from eval.digest import content_key, file_digest  # noqa: F401  (re-exported for stages)
+from cascade.core.atomic import TMP_MARK, atomic_dir
+from cascade.core.digest import content_key, file_digest  # noqa: F401  (re-exported for stages)
 
 CARD = "card.json"
 
