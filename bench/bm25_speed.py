@@ -145,10 +145,9 @@ def load_average() -> float:
 
 def _context(args: argparse.Namespace):
     """The Context the runner would build: cascade's own store, dataset registry and corpus."""
+    from cascade.core.store import ArtifactStore
     from cascade.eval.datasets import load_dataset
     from cascade.rankers.base import Context
-
-    from cascade.core.store import ArtifactStore
 
     corpus = load_dataset(DATASET, args.data_dir).corpus
     return Context(store=ArtifactStore(args.cache), corpus=corpus, threads=args.threads, progress=False)

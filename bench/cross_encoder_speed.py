@@ -33,9 +33,8 @@ def bench_pairs(data_dir: str | None, n: int) -> list[list[str]]:
     from cascade.eval.frames import read_run
 
     if data_dir is None:
-        from cascade.rankers import BM25, Context
-
         from cascade.core.store import ArtifactStore
+        from cascade.rankers import BM25, Context
 
         data = load_dataset("sample")
         run = BM25(k=100).transform(data.queries, Context(ArtifactStore(OUT / "cache"), data.corpus, progress=False))
@@ -52,8 +51,9 @@ def seeded_model(folder: Path) -> Path:
     if (folder / "model.safetensors").is_file():
         return folder
     import torch
-    from cascade.indexes.models import resolve_model
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from cascade.indexes.models import resolve_model
 
     torch.manual_seed(0)
     base = resolve_model("minilm-l6")

@@ -51,15 +51,13 @@ def timed(fn: Callable, *args, **kwargs) -> tuple[object, float]:
 
 def trained_model(args: argparse.Namespace) -> str | None:
     """The folder `configs/train/cross-encoder.yaml` produced, if it is in the cache already (never trains here)."""
-    from cascade.eval.datasets import resolve_data_dir
-    from cascade.pipelines.train import MODELS, TrainEnv, model_key, read_training_config
-
+    from cascade.core.env import Context
     from cascade.core.errors import CascadeError
-    from cascade.core.store import ArtifactStore
+    from cascade.pipelines.train import MODELS, model_key, read_training_config
 
     config = ROOT / "configs" / "train" / "cross-encoder.yaml"
     try:
-        env = TrainEnv(ArtifactStore(args.cache), resolve_data_dir(args.data_dir), 1, progress=False)
+        env = Context.open(args.data_dir, args.cache, 1, progress=False)
         data, trainer = read_training_config(config)
         key = model_key(data, trainer, trainer.fingerprint(data, config, env) if trainer.fingerprint else None)
     except CascadeError:
@@ -77,10 +75,10 @@ def ce_pairs(data_dir: str | None, n: int) -> list[list[str]]:
 def cross_encoder(args: argparse.Namespace) -> list[str]:
     """`score_pairs` on CPU fp32 vs CUDA bf16/fp16 weights: logits within tolerance, same order; pairs/s."""
     import numpy as np
-    from cascade.rankers.cross_encoder import load_scorer, score_pairs
     from scipy.stats import spearmanr
 
     from bench.cross_encoder_speed import OUT, seeded_model
+    from cascade.rankers.cross_encoder import load_scorer, score_pairs
 
     OUT.mkdir(parents=True, exist_ok=True)
     model = args.ce_model or trained_model(args) or str(seeded_model(OUT / "minilm-l6-ce"))

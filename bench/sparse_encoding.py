@@ -76,6 +76,7 @@ def main() -> None:
 
     import numpy as np
     import torch
+
     from cascade.indexes.sparse_encoder import encode, encode_reference, load_reference_model, load_sparse_encoder
 
     texts, queries, source = passages(args)

@@ -22,9 +22,9 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from cascade.eval.frames import open_text, read_qrels
 
 from cascade.core.errors import CascadeError, warn
+from cascade.eval.frames import open_text, read_qrels
 
 SIDES = ("interpolation", "extrapolation")
 # The ReSTTest files name their test sets after the paper; cascade names datasets after its registry.

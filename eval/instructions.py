@@ -31,9 +31,9 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
-from cascade.eval.frames import check_queries, iter_corpus, iter_jsonl, normalise_run, read_qrels
 
 from cascade.core.errors import CascadeError, warn
+from cascade.eval.frames import check_queries, iter_corpus, iter_jsonl, normalise_run, read_qrels
 
 FOLLOWIR_QUERY_FIELDS = ("_id", "text", "instruction_og", "instruction_changed")
 INSTRUCTIR_QUERY_FIELDS = ("_id", "text", "instruction", "base_query_id")

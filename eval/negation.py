@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from cascade.eval.frames import iter_jsonl
 
 from cascade.core.errors import CascadeError
+from cascade.eval.frames import iter_jsonl
 
 FIELDS = ("id", "q1", "q2", "doc1", "doc2")
 MEASURES = ("paired_accuracy", "pairwise_accuracy", "same_first")

@@ -2,7 +2,7 @@
 
 scipy does the resampling and the tests (`ttest_rel`, `permutation_test`, `bootstrap`), statsmodels the
 corrections (`multipletests`). Every random step is seeded, so the same per-query values always give the same
-numbers. Inputs are per-query values already aligned on one query set (see `cascade.eval.align`): run -> measure -> array.
+numbers. Inputs are per-query values already aligned on one query set (`eval.align`): run -> measure -> array.
 
 One design choice makes a whole leaderboard cheap: every mean, difference and test of one dataset shares a single
 set of bootstrap resamples and a single set of random sign flips, and scipy's statistic evaluates all columns at

@@ -51,8 +51,9 @@ def pooling_config(folder: str) -> tuple[str, bool]:
 def load_encoder(resolved: str, device: str, precision: str = "auto") -> Encoder:
     import torch
     import transformers
-    from cascade.indexes.models import autocast_dtype
     from transformers import AutoModel, AutoTokenizer
+
+    from cascade.indexes.models import autocast_dtype
 
     transformers.utils.logging.disable_progress_bar()  # its weight-loading bar is noise in cascade's output
 

@@ -33,6 +33,7 @@ BM25_K1, BM25_B, DIRICHLET_MU = 0.9, 0.4, 1000.0
 def build_term_matrix(index: Path, out: Path, log: Path) -> dict:
     """Dump the index's document vectors into CSR arrays (`tf.npz`) plus `vocab.json` and `docnos.json`."""
     import scipy.sparse as sp
+
     from cascade.indexes import lucene
 
     vocab: dict[str, int] = {}

@@ -25,9 +25,9 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
-from cascade.indexes.process import output_to
 
 from cascade.core.errors import CascadeError
+from cascade.indexes.process import output_to
 
 _VECTOR_OPTION = "--add-modules=jdk.incubator.vector"
 _jvm_ready = False

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cascade.indexes.process import output_to
-from cascade.indexes.sparse_vectors import SparseVectors
 
 from cascade.core.errors import CascadeError
+from cascade.indexes.process import output_to
+from cascade.indexes.sparse_vectors import SparseVectors
 
 INDEX_STEM = "index"
 INDEX_FILE = "index.index.seismic"

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from cascade.indexes.sparse_vectors import SparseVectors
 
 from cascade.core.errors import CascadeError
+from cascade.indexes.sparse_vectors import SparseVectors
 
 
 @dataclass
@@ -101,6 +101,7 @@ def _swap_for_identity(model: Any, module: Any) -> None:
 def load_sparse_encoder(name: str, device: str = "auto", precision: str = "auto") -> SparseEncoder:
     """Load `name` (`splade-tiny`, a local folder or a Hugging Face id) for fast sparse encoding."""
     import torch
+
     from cascade.indexes.models import autocast_dtype, model_fingerprint, pick_device, resolve_model
 
     resolved = resolve_model(name, where="encoder")

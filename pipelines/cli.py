@@ -104,10 +104,10 @@ def suite(
     quiet: Quiet = False,
 ) -> None:
     """Run every pipeline under each protocol of a suite (negation, instruction, extrapolation, msmarco)."""
-    from cascade.pipelines.runner import Session
+    from cascade.core.env import Context
     from cascade.pipelines.suite import outcome_line, run_suite
 
-    session = Session.open(data_dir, cache, threads, not quiet and sys.stderr.isatty())
+    session = Context.open(data_dir, cache, threads, not quiet and sys.stderr.isatty())
     run_suite(config, _expand(pipelines), out, session, on_result=lambda o: typer.echo(outcome_line(o)))
 
 
@@ -257,22 +257,13 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Train the model a training config describes (once: it is stored under its content address)."""
-    import os
-
-    from cascade.eval.datasets import resolve_data_dir
-    from cascade.pipelines.train import TrainEnv, ensure_trained, read_training_config
-
-    from cascade.core.store import ArtifactStore
+    from cascade.core.env import Context
+    from cascade.pipelines.train import ensure_trained, read_training_config
 
     data, _ = read_training_config(config)
     if data["kind"] != kind:
         raise CascadeError(f"kind: the config trains {data['kind']!r}, not {kind!r}", where=str(config))
-    env = TrainEnv(
-        ArtifactStore(cache),
-        resolve_data_dir(data_dir),
-        threads or os.cpu_count() or 1,
-        not quiet and sys.stderr.isatty(),
-    )
+    env = Context.open(data_dir, cache, threads, not quiet and sys.stderr.isatty())
     typer.echo(f"{kind}: {ensure_trained(config, env)}")
 
 

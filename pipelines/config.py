@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from cascade.eval.measures import DEFAULT_MEASURES
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cascade.core.digest import content_key
 from cascade.core.errors import CascadeError
+from cascade.eval.measures import DEFAULT_MEASURES
 
 
 class DatasetRef(BaseModel):

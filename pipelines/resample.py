@@ -15,12 +15,12 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from cascade.eval.extrapolation import CACHE_VERSION, QUERY_MAX_LENGTH, SIDES
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cascade.core.digest import content_key, frame_digest
 from cascade.core.errors import CascadeError
 from cascade.core.store import ArtifactStore
+from cascade.eval.extrapolation import CACHE_VERSION, QUERY_MAX_LENGTH, SIDES
 
 # --- Query embeddings (MiniLM, cached) ----------------------------------------------------------------------
 

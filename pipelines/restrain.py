@@ -25,17 +25,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import yaml
-from cascade.eval.datasets import Dataset, load_dataset
-from cascade.eval.frames import RUN_COLUMNS, format_run
-from cascade.rankers.pool import NotApplicable
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cascade.core.digest import content_key
 from cascade.core.errors import CascadeError
 from cascade.core.store import ArtifactStore
+from cascade.eval.datasets import Dataset, load_dataset
+from cascade.eval.frames import RUN_COLUMNS, format_run
+from cascade.rankers.pool import NotApplicable
 
 if TYPE_CHECKING:
-    from cascade.pipelines.runner import Session
+    from cascade.core.env import Context
     from cascade.pipelines.suite import Outcome, PipelineRef, Task
 
 RESTRAIN_CONFIGS = "restrain-configs"  # artifact kind of the derived training configs
@@ -220,7 +220,7 @@ def bucket_training(trained: list[TrainedRef], exclude: set[str], store: Artifac
     return paths
 
 
-def run_restrain(task: Task, ref: PipelineRef, suite: str, out: Path, session: Session) -> Outcome:
+def run_restrain(task: Task, ref: PipelineRef, suite: str, out: Path, session: Context) -> Outcome:
     """One model per bucket, trained without the bucket's test queries (and without its cluster), each scored on
     the bucket's interpolation and extrapolation test queries; one run folder over all buckets."""
     from cascade.eval.extrapolation import bucket_sets, holdout_plan, plan_splits, split_scores
@@ -248,8 +248,8 @@ def run_restrain(task: Task, ref: PipelineRef, suite: str, out: Path, session: S
     every_qid = set(dataset.queries["qid"].astype(str))
     queries = dataset.queries.assign(qid=dataset.queries["qid"].astype(str))
     qrels = dataset.qrels.assign(qid=dataset.qrels["qid"].astype(str))
-    env = session.train_env()
-    ctx = session.context(dataset.corpus, ref.config.seed)
+    env = session
+    ctx = session.for_run(dataset.corpus, ref.config.seed)
 
     perquery, runs, buckets, first = [], [], [], None
     for b in range(1, spec.k + 1):

@@ -8,7 +8,6 @@ corpus fingerprint. Unchanged work is never redone; changed work never reads a s
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import time
@@ -18,21 +17,21 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from cascade.eval.datasets import Corpus, Dataset, load_dataset, load_folder, resolve_data_dir
-from cascade.eval.frames import RUN_COLUMNS, format_run
-from cascade.eval.measures import evaluate, parse_measures
-from cascade.eval.topdocs import lookup_texts, top_documents, topdocs_jsonl, wanted_docnos
-from cascade.pipelines.config import Config
-from cascade.pipelines.manifest import git_commit, host, package_versions
-from cascade.pipelines.train import TrainEnv, resolve_train_refs
-from cascade.rankers import STAGES, Context, Stage
-from cascade.rankers.base import carry_scores, with_queries
-from cascade.rankers.fusion import Fusion
 
 from cascade.core.atomic import atomic_dir
 from cascade.core.digest import content_key, frame_digest
 from cascade.core.errors import CascadeError
 from cascade.core.store import ArtifactStore
+from cascade.eval.datasets import Dataset, load_dataset, load_folder
+from cascade.eval.frames import RUN_COLUMNS, format_run
+from cascade.eval.measures import evaluate, parse_measures
+from cascade.eval.topdocs import lookup_texts, top_documents, topdocs_jsonl, wanted_docnos
+from cascade.pipelines.config import Config
+from cascade.pipelines.manifest import git_commit, host, package_versions
+from cascade.pipelines.train import resolve_train_refs
+from cascade.rankers import STAGES, Context, Stage
+from cascade.rankers.base import carry_scores, with_queries
+from cascade.rankers.fusion import Fusion
 
 RUN_CACHE = "runs"
 
@@ -68,7 +67,7 @@ def open_dataset(config: Config, data_dir: Path | None) -> Dataset:
     return load_dataset(ref.name, data_dir, qrels=ref.qrels)
 
 
-def build_stages(config: Config, env: TrainEnv) -> list[Stage]:
+def build_stages(config: Config, env: Context) -> list[Stage]:
     """Stage objects from the config; `train:` model references become trained model folders first."""
     items = resolve_train_refs(config.pipeline, env)
     return [STAGES[name](**(params or {})) for item in items for name, params in item.items()]
@@ -154,33 +153,6 @@ def _run_chain(
 
 
 @dataclass
-class Session:
-    """What every run of one command shares: the data dir, the cache, threads and progress display."""
-
-    data_dir: Path | None
-    store: ArtifactStore
-    threads: int
-    progress: bool
-
-    @classmethod
-    def open(cls, data_dir: str | Path | None, cache_dir: str | Path, threads: int | None, progress: bool) -> Session:
-        return cls(resolve_data_dir(data_dir), ArtifactStore(cache_dir), threads or os.cpu_count() or 1, progress)
-
-    def context(self, corpus: Corpus | None, seed: int) -> Context:
-        return Context(
-            store=self.store,
-            corpus=corpus,
-            data_dir=self.data_dir,
-            threads=self.threads,
-            progress=self.progress,
-            seed=seed,
-        )
-
-    def train_env(self) -> TrainEnv:
-        return TrainEnv(self.store, self.data_dir, self.threads, self.progress)
-
-
-@dataclass
 class Executed:
     """A chain's final frame (with `score:<stage>` columns), its content address and the stages' timings."""
 
@@ -255,10 +227,10 @@ def run_config(
     cache_dir: str | Path = ".cascade",
     threads: int | None = None,
     progress: bool = True,
-    session: Session | None = None,
+    session: Context | None = None,
 ) -> RunResult:
     """Run one pipeline config and write `<out_dir>/<name>/` atomically."""
-    session = session or Session.open(data_dir, cache_dir, threads, progress)
+    session = session or Context.open(data_dir, cache_dir, threads, progress)
     dataset = open_dataset(config, session.data_dir)
     return run_on_dataset(config, config_path, dataset, out_dir / config.name, session)
 
@@ -271,7 +243,7 @@ def run_on_dataset(
     config_path: Path | None,
     dataset: Dataset,
     folder: Path,
-    session: Session,
+    session: Context,
     *,
     manifest_extra: dict | None = None,
     extend: Extend | None = None,
@@ -283,8 +255,8 @@ def run_on_dataset(
     if dataset.queries.empty:
         raise CascadeError(f"dataset '{dataset.name}' has no judged queries")
     measures = parse_measures(config.measures)
-    ctx = session.context(dataset.corpus, config.seed)
-    done = execute(build_stages(config, session.train_env()), dataset.queries, ctx)
+    ctx = session.for_run(dataset.corpus, config.seed)
+    done = execute(build_stages(config, session), dataset.queries, ctx)
     outputs = _outputs(done.frame, done.run_key, dataset, measures, _tag(config.name), session.store)
     aggregate = json.loads((outputs / "measures.json").read_text())
     metrics = {

@@ -29,13 +29,17 @@ from typing import Any
 
 import pandas as pd
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cascade.core.digest import content_key
+from cascade.core.env import Context
+from cascade.core.errors import CascadeError
 from cascade.eval.datasets import Corpus, Dataset, file_fingerprint, load_dataset
 from cascade.eval.frames import format_run
 from cascade.pipelines.config import Config, DatasetRef, _first_error, _line_of, load_config
 from cascade.pipelines.restrain import RestrainTask, run_restrain
 from cascade.pipelines.runner import (
     Executed,
-    Session,
     build_stages,
     execute,
     manifest_for,
@@ -44,10 +48,6 @@ from cascade.pipelines.runner import (
 )
 from cascade.rankers.base import Stage
 from cascade.rankers.pool import NotApplicable, pooled_chain
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from cascade.core.digest import content_key
-from cascade.core.errors import CascadeError
 
 
 class _Strict(BaseModel):
@@ -234,7 +234,7 @@ def run_suite(
     path: Path,
     pipelines: list[Path],
     out: Path,
-    session: Session,
+    session: Context,
     on_result: Callable[[Outcome], None] = lambda o: None,
 ) -> list[Outcome]:
     """Every task of the suite for every pipeline; each run folder is written atomically as it completes."""
@@ -289,7 +289,7 @@ def _folder(out: Path, task: Task, ref: PipelineRef) -> Path:
     return out / folder / name
 
 
-def run_own(task: Task, ref: PipelineRef, suite: str, out: Path, session: Session) -> Outcome:
+def run_own(task: Task, ref: PipelineRef, suite: str, out: Path, session: Context) -> Outcome:
     from cascade.pipelines.runner import open_dataset
 
     dataset = open_dataset(ref.config, session.data_dir)
@@ -300,7 +300,7 @@ def run_own(task: Task, ref: PipelineRef, suite: str, out: Path, session: Sessio
     return Outcome(task_label(task, ref), ref.config.name, folder, result.measures)
 
 
-def run_retrieval(task: Task, ref: PipelineRef, suite: str, out: Path, session: Session) -> Outcome:
+def run_retrieval(task: Task, ref: PipelineRef, suite: str, out: Path, session: Context) -> Outcome:
     spec: RetrievalTask = task.spec  # type: ignore[assignment]
     config = _retargeted(ref, DatasetRef(name=spec.dataset, qrels=spec.qrels), spec.measures)
     if spec.rerank_k is not None:
@@ -331,21 +331,21 @@ def _retargeted(ref: PipelineRef, dataset: DatasetRef, measures: list[str] | Non
     return ref.config.model_copy(update=update)
 
 
-def _check_first_stage(config: Config, session: Session) -> None:
+def _check_first_stage(config: Config, session: Context) -> None:
     from cascade.rankers.run_file import RunFile
 
-    first = build_stages(config, session.train_env())[0]
+    first = build_stages(config, session)[0]
     if isinstance(first, RunFile):
         raise NotApplicable("its first stage reads a fixed run file made for another dataset")
 
 
-def _pooled(ref: PipelineRef, queries: pd.DataFrame, corpus: Corpus, pools: pd.DataFrame, session: Session) -> Executed:
+def _pooled(ref: PipelineRef, queries: pd.DataFrame, corpus: Corpus, pools: pd.DataFrame, session: Context) -> Executed:
     """The pipeline ranking exactly each query's pool (see rankers/pool.py)."""
-    stages = pooled_chain(build_stages(ref.config, session.train_env()), pools, corpus.size)
-    return execute(stages, queries, session.context(corpus, ref.config.seed))
+    stages = pooled_chain(build_stages(ref.config, session), pools, corpus.size)
+    return execute(stages, queries, session.for_run(corpus, ref.config.seed))
 
 
-def run_negation(task: Task, ref: PipelineRef, suite: str, out: Path, session: Session) -> Outcome:
+def run_negation(task: Task, ref: PipelineRef, suite: str, out: Path, session: Context) -> Outcome:
     """NevIR's protocol: each query ranks its pair's two documents; corpus statistics come from all NevIR docs."""
     from cascade.eval.negation import pair_measures, pair_scores, read_pairs
 
@@ -364,7 +364,7 @@ def run_negation(task: Task, ref: PipelineRef, suite: str, out: Path, session: S
     metrics["measures"] = {k: float(v) for k, v in aggregate.items()}
     config = _retargeted(ref, DatasetRef(path=str(pairs.source)), list(aggregate))
     extra = _suite_extra(suite, task, ref) | {"protocol": "NevIR paired accuracy; ties are wrong"}
-    manifest = manifest_for(config, ref.path, dataset, done, session.context(corpus, ref.config.seed), started, **extra)
+    manifest = manifest_for(config, ref.path, dataset, done, session.for_run(corpus, ref.config.seed), started, **extra)
     manifest["dataset"]["queries"] = len(pairs.table)  # the units of perquery.tsv are pairs
     folder = _folder(out, task, ref)
     files = {
@@ -376,7 +376,7 @@ def run_negation(task: Task, ref: PipelineRef, suite: str, out: Path, session: S
     return Outcome(task_label(task, ref), ref.label, folder, metrics["measures"])
 
 
-def run_pools(task: Task, ref: PipelineRef, suite: str, out: Path, session: Session) -> Outcome:
+def run_pools(task: Task, ref: PipelineRef, suite: str, out: Path, session: Context) -> Outcome:
     """Rank each query's pool (its qrels rows) with its instruction and without; the stages that cannot read an
     instruction are named in the results, and then no instructed run is claimed."""
     from cascade.eval.measures import evaluate, parse_measures
@@ -394,7 +394,7 @@ def run_pools(task: Task, ref: PipelineRef, suite: str, out: Path, session: Sess
     qrels = dataset.qrels[dataset.qrels["qid"].isin(set(queries["qid"]))]
     pools = qrels[["qid", "docno"]]
     measures = parse_measures(spec.measures, where="pools.measures")
-    read, ignored = instruction_readers(build_stages(ref.config, session.train_env()))
+    read, ignored = instruction_readers(build_stages(ref.config, session))
 
     bare = _pooled(ref, queries.drop(columns="instruction"), dataset.corpus, pools, session)
     bare_aggregate, bare_perquery = evaluate(bare.frame, qrels, measures)
@@ -426,7 +426,7 @@ def run_pools(task: Task, ref: PipelineRef, suite: str, out: Path, session: Sess
     }
     config = _retargeted(ref, DatasetRef(name=spec.dataset), spec.measures)
     extra = _suite_extra(suite, task, ref) | {"protocol": "rank each query's pool, with and without its instruction"}
-    ctx = session.context(dataset.corpus, ref.config.seed)
+    ctx = session.for_run(dataset.corpus, ref.config.seed)
     manifest = manifest_for(config, ref.path, dataset, done, ctx, started, **extra)
     manifest["dataset"]["queries"] = int(queries["qid"].nunique())
     files = {"run.trec": format_run(done.frame, tag=ref.label), "perquery.tsv": _tsv(perquery, "%.6f")}
@@ -437,7 +437,7 @@ def run_pools(task: Task, ref: PipelineRef, suite: str, out: Path, session: Sess
     return Outcome(task_label(task, ref), ref.label, folder, metrics["measures"])
 
 
-def run_resttest(task: Task, ref: PipelineRef, suite: str, out: Path, session: Session) -> Outcome:
+def run_resttest(task: Task, ref: PipelineRef, suite: str, out: Path, session: Context) -> Outcome:
     """The pipeline on its own dataset, scored on each ReSTTest bucket's interpolation and extrapolation sides."""
     from cascade.eval.extrapolation import RESTTEST_TESTSETS, read_splits
     from cascade.pipelines.runner import open_dataset
@@ -459,7 +459,7 @@ def _run_on_sides(
     ref: PipelineRef,
     suite: str,
     out: Path,
-    session: Session,
+    session: Context,
     dataset: Dataset,
     sides: pd.DataFrame,
     measure: str,
@@ -509,7 +509,7 @@ def training_queries(config: Config, data_dir: Path | None) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True).drop_duplicates("qid").reset_index(drop=True)
 
 
-def run_resample(task: Task, ref: PipelineRef, suite: str, out: Path, session: Session) -> Outcome:
+def run_resample(task: Task, ref: PipelineRef, suite: str, out: Path, session: Context) -> Outcome:
     """The pipeline on its own dataset, its queries split by similarity to its training queries (ReSample)."""
     from cascade.pipelines.resample import SplitRule, resample_split
     from cascade.pipelines.runner import open_dataset
@@ -535,7 +535,7 @@ def _records_corpus(name: str, records: list[dict]) -> Corpus:
     return Corpus(name, lambda: f"records:{key}", lambda: iter(records))
 
 
-def run_followir(task: Task, ref: PipelineRef, suite: str, out: Path, session: Session) -> Outcome:
+def run_followir(task: Task, ref: PipelineRef, suite: str, out: Path, session: Context) -> Outcome:
     """FollowIR: each query's candidates ranked under its original and its changed instruction; p-MRR from the
     two runs, nDCG@10 of the original run with the original qrels."""
     from cascade.eval.instructions import p_mrr, read_followir
@@ -545,7 +545,7 @@ def run_followir(task: Task, ref: PipelineRef, suite: str, out: Path, session: S
     spec: FolderTask = task.spec  # type: ignore[assignment]
     data = read_followir(_resolve_dir(spec.path, session, "followir.path"))
     corpus = _records_corpus(_source_name("followir", spec.path), data.corpus)
-    read, ignored = instruction_readers(build_stages(ref.config, session.train_env()))
+    read, ignored = instruction_readers(build_stages(ref.config, session))
     if not read:
         raise NotApplicable(f"no stage reads instructions ({', '.join(ignored)}), so p-MRR would be 0 by construction")
     og = _pooled(ref, data.queries_for("og"), corpus, data.candidates, session)
@@ -572,7 +572,7 @@ def run_followir(task: Task, ref: PipelineRef, suite: str, out: Path, session: S
         ref.path,
         dataset,
         og,
-        session.context(corpus, ref.config.seed),
+        session.for_run(corpus, ref.config.seed),
         started,
         **_suite_extra(suite, task, ref),
     )
@@ -586,7 +586,7 @@ def run_followir(task: Task, ref: PipelineRef, suite: str, out: Path, session: S
     return Outcome(task_label(task, ref), ref.label, folder, metrics["measures"])
 
 
-def run_instructir(task: Task, ref: PipelineRef, suite: str, out: Path, session: Session) -> Outcome:
+def run_instructir(task: Task, ref: PipelineRef, suite: str, out: Path, session: Context) -> Outcome:
     """InstructIR: every instance (a user's instruction over a shared base query) retrieves from the corpus;
     nDCG@10 per instance and Robustness@10, the worst instance per base query, averaged."""
     from cascade.eval.instructions import read_instructir, robustness_at_k
@@ -598,7 +598,7 @@ def run_instructir(task: Task, ref: PipelineRef, suite: str, out: Path, session:
     _check_first_stage(config, session)
     queries = data.queries[["qid", "query", "instruction"]]
     dataset = Dataset(corpus.name, spec.path, lambda: queries, lambda: data.qrels, corpus)
-    read, ignored = instruction_readers(build_stages(ref.config, session.train_env()))
+    read, ignored = instruction_readers(build_stages(ref.config, session))
     note = _instruction_note(read, ignored)
 
     def extend(perquery: pd.DataFrame) -> tuple[dict, dict[str, bytes]]:
@@ -634,7 +634,7 @@ def parse_measure_name(name: str) -> str:
     return canonical(parse_measures([name])[0])
 
 
-def _resolve_dir(value: str, session: Session, key: str) -> Path:
+def _resolve_dir(value: str, session: Context, key: str) -> Path:
     """A folder: a path, data:<folder under the data dir>, or sample:<folder of the built-in sample>."""
     from cascade.eval.datasets import SAMPLE_DIR
 
@@ -657,7 +657,7 @@ def _tsv(frame: pd.DataFrame, float_format: str) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
-def _resolve(value: str, session: Session, key: str, sample: str | None = None) -> Path:
+def _resolve(value: str, session: Context, key: str, sample: str | None = None) -> Path:
     from cascade.eval.datasets import SAMPLE_DIR
     from cascade.pipelines.train.data import resolve_path
 

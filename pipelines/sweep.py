@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from cascade.pipelines.config import Config, load_config
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cascade.core.atomic import atomic_file, write_text
 from cascade.core.errors import CascadeError
+from cascade.pipelines.config import Config, load_config
 
 LATENCY = "latency_1t_mean_ms"
 

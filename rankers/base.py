@@ -8,44 +8,20 @@ the runner cache it under a content address.
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
+from cascade.core.env import Context
 from cascade.core.errors import CascadeError
-from cascade.core.store import ArtifactStore
 
 
 class Params(BaseModel):
     """Base for stage parameters: unknown keys are errors, values are checked and never coerced silently."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-@dataclass
-class Context:
-    """What the runner hands a stage: it never goes looking for datasets or configs itself."""
-
-    store: ArtifactStore
-    corpus: Any = None  # cascade.eval.datasets.Corpus, or None for collections without documents
-    data_dir: Path | None = None
-    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
-    progress: bool = True
-    seed: int = 42
-
-    @property
-    def log_dir(self) -> Path:
-        return self.store.root / "logs"
-
-    def require_corpus(self, stage: str) -> Any:
-        if self.corpus is None:
-            raise CascadeError(f"stage '{stage}' needs a corpus, and this dataset has none")
-        return self.corpus
 
 
 class Stage(ABC):

@@ -34,11 +34,11 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from cascade.rankers.base import Context, Params, Stage, cut_tokens
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from cascade.core.errors import CascadeError
+from cascade.rankers.base import Context, Params, Stage, cut_tokens
 
 TRAIN_PREFIX = "train:"  # resolved by cascade.pipelines.train before the stage is built; rankers never import pipelines
 
@@ -80,8 +80,9 @@ def load_scorer(resolved: str, device: str = "cpu", precision: str = "auto") -> 
     """Load a one-output sequence classifier; a folder without a usable model is a one-line error."""
     import torch
     import transformers
-    from cascade.indexes.models import autocast_dtype
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from cascade.indexes.models import autocast_dtype
 
     transformers.utils.logging.disable_progress_bar()
     try:
@@ -111,7 +112,7 @@ def pair_segments(
     """First segments of the pairs: the query, or `query SEP instruction` (see the module docstring).
 
     With a tokenizer and `max_length`, a query with an instruction keeps at most a quarter of the window and the
-    instruction the rest of the first half (`cascade.rankers.base.fit_instruction`), so truncation, which cuts the longer
+    instruction the rest of the first half (`rankers.base.fit_instruction`), so truncation, which cuts the longer
     side first, takes the passage's tail and never the instruction.
     """
     if instructions is None:
@@ -220,7 +221,7 @@ class CrossEncoder(Stage):
 
         if self.params.model.startswith(TRAIN_PREFIX):
             raise CascadeError(
-                f"{self.params.model!r} is a training-config reference: `cascade run` resolves it (cascade.pipelines.train)",
+                f"{self.params.model!r} is a training-config reference: `cascade run` resolves it (pipelines.train)",
                 where=f"{self.name}.model",
             )
         return resolve_model(self.params.model, where=f"{self.name}.model")
@@ -244,6 +245,7 @@ class CrossEncoder(Stage):
 
     def transform(self, inp: pd.DataFrame, ctx: Context) -> pd.DataFrame:
         import torch
+
         from cascade.rankers.dense import rerank_merge, split_top_k
 
         corpus = ctx.require_corpus(self.name)

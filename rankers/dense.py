@@ -8,10 +8,10 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from cascade.rankers.base import Context, Params, Stage, fit_instruction
 from pydantic import Field
 
 from cascade.core.digest import content_key
+from cascade.rankers.base import Context, Params, Stage, fit_instruction
 
 EMBEDDINGS_VERSION = 1
 

@@ -16,10 +16,10 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from cascade.rankers.base import Context, Params, Stage
 from pydantic import Field, field_validator
 
 from cascade.core.errors import CascadeError
+from cascade.rankers.base import Context, Params, Stage
 
 
 class FusionParams(Params):

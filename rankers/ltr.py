@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from cascade.rankers.base import SCORE_PREFIX, Context, Params, Stage
 from pydantic import Field
 
 from cascade.core.digest import content_key, file_digest, frame_digest
 from cascade.core.errors import CascadeError
+from cascade.rankers.base import SCORE_PREFIX, Context, Params, Stage
 
 LEXICAL = "lexical"
 FEATURES_VERSION = 1
@@ -102,6 +102,7 @@ class LTR(Stage):
 
     def transform(self, inp: pd.DataFrame, ctx: Context) -> pd.DataFrame:
         import lightgbm
+
         from cascade.rankers.dense import rerank_merge, split_top_k
 
         head, tail = split_top_k(inp, self.params.k)

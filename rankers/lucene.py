@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from cascade.rankers.base import Context, Params, Stage
 from pydantic import Field
+
+from cascade.rankers.base import Context, Params, Stage
 
 
 class BM25Params(Params):
@@ -26,9 +27,8 @@ LUCENE_INDEX_VERSION = 1
 
 def lucene_index(ctx: Context) -> Path:
     """The Lucene index of the context's corpus, built once per corpus content and reused."""
-    from cascade.indexes import lucene
-
     from cascade.core.store import content_key
+    from cascade.indexes import lucene
 
     corpus = ctx.require_corpus("bm25")
     made_from = {
@@ -59,8 +59,9 @@ class BM25(Stage):
         lucene_index(ctx)
 
     def transform(self, inp: pd.DataFrame, ctx: Context) -> pd.DataFrame:
-        from cascade.indexes import lucene
         from tqdm.auto import tqdm
+
+        from cascade.indexes import lucene
 
         index = lucene_index(ctx)
         p = self.params

@@ -13,10 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from cascade.rankers.base import Context, Stage
 
 from cascade.core.digest import frame_digest
 from cascade.core.errors import CascadeError
+from cascade.rankers.base import Context, Stage
 
 
 class NotApplicable(CascadeError):

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from cascade.eval.frames import read_run
-from cascade.rankers.base import Context, Params, Stage
 from pydantic import Field
 
 from cascade.core.digest import file_digest
 from cascade.core.errors import CascadeError
+from cascade.eval.frames import read_run
+from cascade.rankers.base import Context, Params, Stage
 
 DATA_PREFIX = "data:"
 

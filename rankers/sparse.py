@@ -25,11 +25,11 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from cascade.rankers.base import Context, Params, Stage
 from pydantic import Field, model_validator
 
 from cascade.core.digest import content_key, file_digest
 from cascade.core.errors import CascadeError
+from cascade.rankers.base import Context, Params, Stage
 
 VECTORS_VERSION = 1
 INDEX_VERSION = 1

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from cascade.eval.frames import write_beir_folder
 from cascade.pipelines.config import load_config
 from cascade.pipelines.runner import run_config

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cascade.pipelines.config import load_config
 
 from cascade.core.errors import CascadeError
+from cascade.pipelines.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE_CONFIGS = sorted(p for folder in ("msmarco", "sample") for p in (ROOT / "configs" / folder).glob("*.yaml"))

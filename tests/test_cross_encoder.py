@@ -8,18 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+
+from cascade.core.errors import CascadeError
+from cascade.core.store import ArtifactStore
 from cascade.eval.datasets import load_dataset
 from cascade.indexes.models import resolve_model
 from cascade.pipelines.config import load_config
 from cascade.pipelines.runner import run_config
-from cascade.pipelines.train import TrainEnv, ensure_trained
+from cascade.pipelines.train import ensure_trained
 from cascade.pipelines.train.data import epoch_order, split_dev
 from cascade.rankers import BM25, Context, CrossEncoder
 from cascade.rankers.base import with_queries
 from cascade.rankers.cross_encoder import load_scorer, pair_segments, score_pairs
-
-from cascade.core.errors import CascadeError
-from cascade.core.store import ArtifactStore
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "configs" / "train" / "cross-encoder-tiny.yaml"
@@ -176,7 +176,7 @@ def test_train_reference_trains_once_then_reuses(trained, tmp_path):
 def test_overlap_with_test_queries_is_refused_before_training(tmp_path):
     config = tmp_path / "bad.yaml"
     config.write_text(TINY.read_text().replace("test_datasets: []", "test_datasets: [sample]"))
-    env = TrainEnv(ArtifactStore(tmp_path / "cache"), None, 2, progress=False)
+    env = Context(ArtifactStore(tmp_path / "cache"), data_dir=None, threads=2, progress=False)
     with pytest.raises(CascadeError, match=r"bad\.yaml:\d+: train\.dataset: \d+ training queries are test queries"):
         ensure_trained(config, env)
     assert not (tmp_path / "cache" / "models").exists()

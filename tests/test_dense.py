@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+
+from cascade.core.errors import CascadeError
+from cascade.core.store import ArtifactStore
 from cascade.eval.datasets import doc_text, load_dataset
 from cascade.indexes.dense import encode, load_embeddings, load_encoder
 from cascade.indexes.models import resolve_model
 from cascade.rankers import BM25, Context, Dense, DenseRerank
-
-from cascade.core.errors import CascadeError
-from cascade.core.store import ArtifactStore
 
 
 @pytest.fixture(scope="module")
@@ -113,10 +113,11 @@ def test_rerank_from_stored_corpus_embeddings_matches_fresh_encoding(sample, ctx
 
 
 def test_a_long_query_cannot_push_its_instruction_out_of_the_window():
+    from transformers import AutoTokenizer
+
     from cascade.indexes.models import resolve_model
     from cascade.rankers.base import fit_instruction
     from cascade.rankers.cross_encoder import pair_segments
-    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model("minilm-l6"))
     query = " ".join(f"word{i}" for i in range(300))  # a paragraph-long query, as in BIRCO

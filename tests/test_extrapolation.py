@@ -6,13 +6,13 @@ import math
 
 import pandas as pd
 import pytest
-from cascade.eval.datasets import load_dataset
-from cascade.eval.extrapolation import bucket_sets, holdout_plan, plan_splits, read_splits, split_scores
-from cascade.pipelines.resample import SplitRule, cluster_queries, resample_split
 from pydantic import ValidationError
 
 from cascade.core.errors import CascadeError
 from cascade.core.store import ArtifactStore
+from cascade.eval.datasets import load_dataset
+from cascade.eval.extrapolation import bucket_sets, holdout_plan, plan_splits, read_splits, split_scores
+from cascade.pipelines.resample import SplitRule, cluster_queries, resample_split
 
 TRAIN = pd.DataFrame(
     {

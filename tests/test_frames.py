@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from cascade.eval.frames import format_run, normalise_run, read_qrels, read_queries, read_run, write_run
 
 from cascade.core.errors import CascadeError
+from cascade.eval.frames import format_run, normalise_run, read_qrels, read_queries, read_run, write_run
 
 
 def write(path, text: str):

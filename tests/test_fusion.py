@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from cascade.core.errors import CascadeError
 from cascade.pipelines.config import load_config
 from cascade.pipelines.runner import run_config
 from cascade.rankers import RRF, CombMNZ, CombSUM
-
-from cascade.core.errors import CascadeError
 
 A = pd.DataFrame({"qid": ["1"] * 3, "docno": ["x", "y", "z"], "score": [3.0, 2.0, 1.0], "rank": [1, 2, 3]})
 B = pd.DataFrame({"qid": ["1"] * 2, "docno": ["z", "w"], "score": [10.0, 0.0], "rank": [1, 2]})

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from cascade.core.errors import CascadeError
 from cascade.eval.instructions import (
     newly_irrelevant,
     p_mrr,
@@ -19,8 +21,6 @@ from cascade.eval.instructions import (
     robustness_at_k,
 )
 from cascade.eval.measures import evaluate, parse_measures
-
-from cascade.core.errors import CascadeError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "eval" / "datasets" / "sample"
 FOLLOWIR = FIXTURES / "followir"

@@ -7,17 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from cascade.core.errors import CascadeError
+from cascade.core.store import ArtifactStore
 from cascade.eval.datasets import load_dataset
 from cascade.indexes.lexical import FEATURES
 from cascade.pipelines.config import load_config
 from cascade.pipelines.runner import run_config
-from cascade.pipelines.train import TrainEnv, ensure_trained
+from cascade.pipelines.train import ensure_trained
 from cascade.rankers import BM25, Context
 from cascade.rankers.base import carry_scores, with_queries
 from cascade.rankers.ltr import feature_matrix
-
-from cascade.core.errors import CascadeError
-from cascade.core.store import ArtifactStore
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "configs" / "train" / "ltr-sample.yaml"
@@ -52,7 +52,7 @@ def test_feature_no_upstream_stage_provides_is_refused(candidates):
 
 
 def test_training_saves_a_text_model_and_is_reused(tmp_path):
-    env = TrainEnv(ArtifactStore(tmp_path / "cache"), None, 2, progress=False)
+    env = Context(ArtifactStore(tmp_path / "cache"), data_dir=None, threads=2, progress=False)
     folder = ensure_trained(TINY, env)
     text = (folder / "model.txt").read_text()
     assert text.startswith("tree") and "lambdarank" in text
@@ -65,8 +65,8 @@ def test_training_saves_a_text_model_and_is_reused(tmp_path):
 
 
 def test_training_is_deterministic(tmp_path):
-    first = ensure_trained(TINY, TrainEnv(ArtifactStore(tmp_path / "a"), None, 2, progress=False))
-    second = ensure_trained(TINY, TrainEnv(ArtifactStore(tmp_path / "b"), None, 1, progress=False))
+    first = ensure_trained(TINY, Context(ArtifactStore(tmp_path / "a"), data_dir=None, threads=2, progress=False))
+    second = ensure_trained(TINY, Context(ArtifactStore(tmp_path / "b"), data_dir=None, threads=1, progress=False))
 
     def trees(folder: Path) -> str:  # the text ends with the parameters, thread count included
         return (folder / "model.txt").read_text().split("\nparameters:")[0]
@@ -79,7 +79,7 @@ def test_overlapping_training_queries_are_refused(tmp_path):
     config.write_text(TINY.read_text().replace("test_datasets: []", "test_datasets: [sample]"))
     pattern = r"bad\.yaml: train\.dataset: \d+ training queries are test queries of .sample."
     with pytest.raises(CascadeError, match=pattern):
-        ensure_trained(config, TrainEnv(ArtifactStore(tmp_path / "cache"), None, 2, progress=False))
+        ensure_trained(config, Context(ArtifactStore(tmp_path / "cache"), data_dir=None, threads=2, progress=False))
 
 
 def test_pipeline_trains_then_reranks_and_records_importances(tmp_path, cache_dir):
@@ -94,5 +94,6 @@ def test_pipeline_trains_then_reranks_and_records_importances(tmp_path, cache_di
 def test_groups_without_relevant_candidates_are_skipped_and_counted(tmp_path):
     config = tmp_path / "few.yaml"
     config.write_text(TINY.read_text().replace("bm25: {k: 30}", "bm25: {k: 2}"))
-    folder = ensure_trained(config, TrainEnv(ArtifactStore(tmp_path / "cache"), None, 2, progress=False))
+    env = Context(ArtifactStore(tmp_path / "cache"), threads=2, progress=False)
+    folder = ensure_trained(config, env)
     assert json.loads((folder / "card.json").read_text())["skipped_groups_without_relevant"] > 0

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+
+from cascade.core.store import ArtifactStore
 from cascade.eval.datasets import load_dataset
 from cascade.eval.measures import evaluate, parse_measures
 from cascade.rankers import BM25, RM3, Context
 from cascade.rankers.lucene import lucene_index
-
-from cascade.core.store import ArtifactStore
 
 
 def pyserini_run(index, queries: pd.DataFrame, k: int, rm3: dict | None = None) -> pd.DataFrame:

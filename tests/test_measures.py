@@ -7,6 +7,7 @@ import zlib
 import ir_measures
 import pandas as pd
 import pytest
+
 from cascade.eval.datasets import load_dataset
 from cascade.eval.measures import evaluate, parse_measures
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from cascade.eval.datasets import availability, load_dataset
 
 ROOT = Path(__file__).resolve().parent.parent

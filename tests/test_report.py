@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from cascade.core.errors import CascadeError
 from cascade.eval.datasets import load_dataset
 from cascade.eval.report import ReportOptions, build_board, collect_runs
 from cascade.eval.report.html import leaderboard_html
@@ -16,8 +18,6 @@ from cascade.eval.report.plot import Point, pareto_front
 from cascade.eval.topdocs import read_topdocs, snippet, topdocs_jsonl
 from cascade.pipelines.config import load_config
 from cascade.pipelines.runner import run_config
-
-from cascade.core.errors import CascadeError
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,15 +12,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from cascade.eval.datasets import load_dataset
-from cascade.pipelines.restrain import RestrainTask, capped, deep_merge
-from cascade.pipelines.runner import Session
-from cascade.pipelines.suite import Task, load_pipelines, run_suite
-from cascade.pipelines.train import TrainEnv, model_key, read_training_config
-from cascade.rankers.pool import NotApplicable
 
+from cascade.core.env import Context
 from cascade.core.errors import CascadeError
 from cascade.core.store import ArtifactStore
+from cascade.eval.datasets import load_dataset
+from cascade.pipelines.restrain import RestrainTask, capped, deep_merge
+from cascade.pipelines.suite import Task, load_pipelines, run_suite
+from cascade.pipelines.train import model_key, read_training_config
+from cascade.rankers.pool import NotApplicable
 
 ROOT = Path(__file__).resolve().parent.parent
 LTR_SAMPLE = ROOT / "configs" / "train" / "ltr-sample.yaml"
@@ -33,7 +33,7 @@ tasks:
 
 def _run(tmp: Path, out: Path, cache_dir: Path) -> Path:
     (tmp / "suite.yaml").write_text(SUITE)
-    session = Session.open(None, cache_dir, 2, False)
+    session = Context.open(None, cache_dir, 2, False)
     outcomes = run_suite(tmp / "suite.yaml", [PIPELINE, ROOT / "configs" / "sample" / "bm25.yaml"], out, session)
     assert [o.folder is None for o in outcomes] == [False, True]
     assert "no stage is trained" in outcomes[1].note
@@ -131,7 +131,7 @@ def test_the_unchanged_sample_config_keeps_its_model_key() -> None:
 def test_cross_encoder_training_data_leaves_excluded_queries_out(cache_dir: Path) -> None:
     from cascade.pipelines.train.data import DataSpec, build_training_data
 
-    env = TrainEnv(ArtifactStore(cache_dir), None, 2, progress=False)
+    env = Context(ArtifactStore(cache_dir), data_dir=None, threads=2, progress=False)
     queries = load_dataset("sample").queries["qid"].tolist()
     exclude = queries[::3]
     spec = DataSpec(dataset="sample", relevant_label=2, dev_queries=6, negatives_depth=8, exclude_queries=exclude)

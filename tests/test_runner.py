@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from cascade.core.store import ArtifactStore
 from cascade.eval.datasets import load_dataset
 from cascade.eval.frames import read_qrels, read_run
 from cascade.eval.measures import evaluate, parse_measures
 from cascade.pipelines.config import load_config
 from cascade.pipelines.runner import run_config
 from cascade.rankers import BM25, RM3, Context, Pipeline, RunFile
-
-from cascade.core.store import ArtifactStore
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_BM25 = ROOT / "configs" / "sample" / "bm25.yaml"

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
+from cascade.core.errors import CascadeError
+from cascade.core.store import ArtifactStore
 from cascade.eval.datasets import load_dataset
 from cascade.pipelines.config import load_config
 from cascade.pipelines.runner import run_config
 from cascade.rankers import Context
 from cascade.rankers.sparse import Sparse, corpus_vectors, doc_text, load_vectors
-
-from cascade.core.errors import CascadeError
-from cascade.core.store import ArtifactStore
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {name: ROOT / "configs" / "sample" / f"splade-{name}.yaml" for name in ("exact", "seismic", "lucene-impact")}

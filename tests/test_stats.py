@@ -12,14 +12,14 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
+
+from cascade.core.errors import CascadeError
 from cascade.eval.align import align
 from cascade.eval.report import ReportOptions, compare_section, read_run_folder
 from cascade.eval.stats import StatsConfig, analyse, bootstrap_ci, permutation_pvalues
 from cascade.pipelines.config import load_config
 from cascade.pipelines.runner import run_config
-from scipy import stats
-
-from cascade.core.errors import CascadeError
 
 SYSTEMS = ["bm25", "bm25-rm3", "tasb", "splade-pp-ed"]
 MEASURES = ["nDCG@10", "AP(rel=2)"]

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from cascade.core.env import Context
 from cascade.eval.negation import pair_measures, read_pairs
 from cascade.eval.report import ReportOptions
 from cascade.eval.report.board import build_board
 from cascade.eval.report.markdown import leaderboard_markdown
 from cascade.eval.report.runs import collect_runs
-from cascade.pipelines.runner import Session
 from cascade.pipelines.suite import run_suite
 from cascade.rankers.pool import Pool
-
 from tests.test_cli_errors import assert_clean_failure
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +27,7 @@ SUITES = ROOT / "configs" / "suites"
 @pytest.fixture(scope="module")
 def suite_runs(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
     out = tmp_path_factory.mktemp("suites")
-    session = Session.open(None, cache_dir, 2, False)
+    session = Context.open(None, cache_dir, 2, False)
     pipelines = [SAMPLE / "bm25.yaml", SAMPLE / "bm25-dense-rerank.yaml"]
     run_suite(SUITES / "sample-negation.yaml", pipelines, out, session)
     run_suite(SUITES / "sample-instruction.yaml", pipelines, out, session)
@@ -157,7 +157,7 @@ def test_pipelines_with_one_short_name_but_different_chains_keep_their_full_name
 def test_resample_splits_a_trained_pipelines_queries_and_skips_untrained_ones(tmp_path: Path, cache_dir: Path) -> None:
     suite = tmp_path / "resample.yaml"
     suite.write_text("suite: rs\ntasks:\n  - resample: {rule: {rule: quantile, fraction: 0.5}}\n")
-    session = Session.open(None, cache_dir, 2, False)
+    session = Context.open(None, cache_dir, 2, False)
     outcomes = run_suite(suite, [SAMPLE / "bm25.yaml", SAMPLE / "bm25-ltr.yaml"], tmp_path / "out", session)
     skipped = {o.pipeline: o.note for o in outcomes if o.folder is None}
     assert "no stage is trained" in skipped["sample-bm25"]

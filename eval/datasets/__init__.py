@@ -14,31 +14,19 @@ from __future__ import annotations
 import difflib
 import functools
 import logging
-import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from cascade.eval.frames import check_queries, iter_corpus, read_qrels, read_queries
 
 from cascade.core.errors import CascadeError
+from cascade.core.paths import resolve_data_dir
+from cascade.eval.frames import check_queries, iter_corpus, read_qrels, read_queries
 
 SAMPLE_DIR = Path(__file__).parent / "sample"
 QRELS_CHOICES = ("default", "official")
-
-
-def resolve_data_dir(data_dir: str | Path | None) -> Path | None:
-    """The data dir from the option, else CASCADE_DATA; a named one that does not exist is an error."""
-    source = "--data-dir" if data_dir else "CASCADE_DATA"
-    value = data_dir or os.environ.get("CASCADE_DATA") or None
-    if value is None:
-        return None
-    path = Path(value).expanduser()
-    if not path.is_dir():
-        raise CascadeError(f"data dir '{path}' does not exist (from {source})")
-    return path.resolve()
 
 
 @dataclass

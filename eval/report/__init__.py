@@ -32,9 +32,8 @@ def write_leaderboard(
     html_dir: str | Path | None = None,
 ) -> tuple[Path, str, Board]:
     """Markdown of every run under `root`, written to `out` (default `root/leaderboard.md`), and the HTML site."""
-    from cascade.eval.report.markdown import leaderboard_markdown
-
     from cascade.core.atomic import write_text
+    from cascade.eval.report.markdown import leaderboard_markdown
 
     root = Path(root)
     board = build_board(collect_runs(root), options or ReportOptions())

@@ -6,11 +6,11 @@ import fnmatch
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from cascade.core.errors import CascadeError
 from cascade.eval.align import Aligned, align
 from cascade.eval.report.runs import RunInfo
 from cascade.eval.stats import Analysis, Interval, PairResult, StatsConfig, analyse
-
-from cascade.core.errors import CascadeError
 
 PRIMARY = "nDCG@10"
 # the standard suites first, in the order a reader meets them; any other suite follows by name

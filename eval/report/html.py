@@ -13,6 +13,7 @@ import json
 from importlib import resources
 from pathlib import Path
 
+from cascade.core.atomic import write_text
 from cascade.eval.report import fmt
 from cascade.eval.report.board import Board, Section
 from cascade.eval.report.markdown import leaderboard_markdown
@@ -20,8 +21,6 @@ from cascade.eval.report.plot import Point, efficiency_plot
 from cascade.eval.report.runs import RunInfo
 from cascade.eval.stats import CORRECTIONS
 from cascade.eval.topdocs import read_topdocs
-
-from cascade.core.atomic import write_text
 
 
 def esc(value: object) -> str:

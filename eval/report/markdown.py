@@ -5,11 +5,10 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from cascade.eval.report import fmt
-from cascade.eval.report.board import Board, Section
-
 from cascade.core.atomic import write_text
 from cascade.core.errors import CascadeError
+from cascade.eval.report import fmt
+from cascade.eval.report.board import Board, Section
 
 README_START = "<!-- leaderboard:start -->"
 README_END = "<!-- leaderboard:end -->"

@@ -6,7 +6,7 @@ content and its trainer's version), so `cascade run` trains a missing model once
 training config gives a new folder, never a stale model.
 
 Each trainer registers itself in `TRAINERS` under the `kind` its YAML declares; it gets the parsed YAML, the file
-path and a `TrainEnv`, fills a temp folder, and returns facts for the artifact's card.
+path and the `Context`, fills a temp folder, and returns facts for the artifact's card.
 """
 
 from __future__ import annotations
@@ -19,30 +19,20 @@ from typing import Any
 import yaml
 
 from cascade.core.digest import content_key
+from cascade.core.env import Context
 from cascade.core.errors import CascadeError
-from cascade.core.store import ArtifactStore
 
 TRAIN_PREFIX = "train:"
 MODELS = "models"
-
-
-@dataclass
-class TrainEnv:
-    """What a trainer may use: the artifact store, the data dir, threads and whether to show progress."""
-
-    store: ArtifactStore
-    data_dir: Path | None
-    threads: int
-    progress: bool = True
 
 
 @dataclass(frozen=True)
 class Trainer:
     kind: str
     version: int
-    train: Callable[[dict, Path, TrainEnv, Path], dict]  # (yaml data, config path, env, out folder) -> card facts
+    train: Callable[[dict, Path, Context, Path], dict]  # (yaml data, config path, env, out folder) -> card facts
     # Optional: the content of what the config reads (base model, data files), so changed data is a new model.
-    fingerprint: Callable[[dict, Path, TrainEnv], dict] | None = None
+    fingerprint: Callable[[dict, Path, Context], dict] | None = None
 
 
 TRAINERS: dict[str, Trainer] = {}
@@ -90,7 +80,7 @@ def model_key(data: dict, trainer: Trainer, inputs: dict | None = None) -> str:
     return content_key({**parts, "inputs": inputs} if inputs is not None else parts)
 
 
-def ensure_trained(path: str | Path, env: TrainEnv) -> Path:
+def ensure_trained(path: str | Path, env: Context) -> Path:
     """The model folder a training config produces; trains it first when it is missing."""
     data, trainer = read_training_config(path)
     inputs = trainer.fingerprint(data, Path(path), env) if trainer.fingerprint else None
@@ -104,7 +94,7 @@ def ensure_trained(path: str | Path, env: TrainEnv) -> Path:
     return folder
 
 
-def resolve_train_refs(value: Any, env: TrainEnv) -> Any:
+def resolve_train_refs(value: Any, env: Context) -> Any:
     """Replace every `train:PATH` string inside stage parameters (nested too) by the trained model's folder."""
     if isinstance(value, str) and value.startswith(TRAIN_PREFIX):
         return str(ensure_trained(value.removeprefix(TRAIN_PREFIX), env))

@@ -29,11 +29,12 @@ from typing import Literal
 
 import numpy as np
 import yaml
-from cascade.pipelines.train import TrainEnv, Trainer, register
-from cascade.pipelines.train.data import DataSpec, TrainingData, build_training_data, data_fingerprint, epoch_order
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from cascade.core.env import Context
 from cascade.core.errors import CascadeError
+from cascade.pipelines.train import Trainer, register
+from cascade.pipelines.train.data import DataSpec, TrainingData, build_training_data, data_fingerprint, epoch_order
 
 TRAINER_VERSION = 1
 
@@ -101,7 +102,7 @@ def parse(data: dict, path: Path) -> CrossEncoderTrainConfig:
         raise CascadeError(f"{key}: {message}", where=key_locator(path)(key)) from None
 
 
-def fingerprint(data: dict, path: Path, env: TrainEnv) -> dict:
+def fingerprint(data: dict, path: Path, env: Context) -> dict:
     """The base model's and the training data's content: with the config, they address the trained model."""
     from cascade.indexes.models import model_fingerprint, resolve_model
 
@@ -132,6 +133,7 @@ def step_loss(scores, loss: str):
 def batch_scores(scorer, first: list[str], second: list[str], max_length: int, micro_batch: int):
     """Scores with grad for all pairs of one step, computed in length-sorted micro-batches (less padding)."""
     import torch
+
     from cascade.rankers.cross_encoder import forward_logits, length_batches, pad_batch, tokenize_pairs
 
     tokens = tokenize_pairs(scorer.tokenizer, first, second, max_length)
@@ -171,8 +173,9 @@ def evaluate_dev(scorer, data: TrainingData, config: CrossEncoderTrainConfig, pr
 def load_base(config: CrossEncoderTrainConfig, path: Path, device: str):
     """The encoder with a fresh one-output head (the warning about it is expected, so it is silenced)."""
     import transformers
-    from cascade.indexes.models import resolve_model
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from cascade.indexes.models import resolve_model
 
     resolved = resolve_model(config.model, where=key_locator(path)("model"))
     transformers.utils.logging.disable_progress_bar()
@@ -192,12 +195,13 @@ def write_log(out: Path, log: dict) -> None:
     (out / "training_log.json").write_text(json.dumps(log, indent=1) + "\n")
 
 
-def train_cross_encoder(data: dict, path: Path, env: TrainEnv, out: Path) -> dict:
+def train_cross_encoder(data: dict, path: Path, env: Context, out: Path) -> dict:
     import torch
+    from tqdm.auto import tqdm
+
     from cascade.indexes.models import autocast_dtype, pick_device
     from cascade.pipelines.train.data import sample_group
     from cascade.rankers.cross_encoder import Scorer
-    from tqdm.auto import tqdm
 
     config = parse(data, path)
     started = time.perf_counter()

@@ -20,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from cascade.pipelines.train import TrainEnv, Trainer, register
-from cascade.pipelines.train.data import ExcludedQueries
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from cascade.core.env import Context
 from cascade.core.errors import CascadeError
+from cascade.pipelines.train import Trainer, register
+from cascade.pipelines.train.data import ExcludedQueries
 
 
 class _Strict(BaseModel):
@@ -81,8 +82,9 @@ def labelled(frame: pd.DataFrame, qrels: pd.DataFrame) -> pd.DataFrame:
     return out.assign(_label=out["_label"].fillna(0).clip(lower=0).astype(int))
 
 
-def train_ltr(data: dict, path: Path, env: TrainEnv, out: Path) -> dict:
+def train_ltr(data: dict, path: Path, env: Context, out: Path) -> dict:
     import lightgbm
+
     from cascade.eval.datasets import load_dataset
     from cascade.pipelines.train.data import refuse_overlap, run_candidates, training_context, without_excluded
     from cascade.rankers import STAGES
