@@ -37,8 +37,10 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# ruff, then the import-linter contracts (pyproject.toml) on the wheel's layout, assembled under build/layers.
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/python tests/layers.py
 
 bench: install
 	@test -n "$(CASCADE_DATA)" || { echo "make bench reads MS MARCO from the data dir: set CASCADE_DATA"; exit 2; }

@@ -117,8 +117,9 @@ def compare(before: Path, after: Path) -> int:
 def worktree(rev: str):
     with tempfile.TemporaryDirectory(prefix="cascade-before-") as tmp:
         path = Path(tmp) / "tree"
-        subprocess.run(["git", "worktree", "add", "--detach", str(path), rev], cwd=ROOT, check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(path), rev], cwd=ROOT, check=True, capture_output=True
+        )
         try:
             yield path
         finally:

@@ -37,8 +37,7 @@ MARK = "sparse-encoding"  # its section of RESULTS.md, through bench.results
 
 def passages(args: argparse.Namespace) -> tuple[list[str], list[str], str]:
     """MS MARCO passages and queries from the data dir, else the built-in sample."""
-    from cascade.eval.datasets import load_dataset
-    from cascade.rankers.sparse import doc_text
+    from cascade.eval.datasets import doc_text, load_dataset
 
     corpus = args.data_dir / "msmarco-passage" / "corpus.jsonl.gz" if args.data_dir else None
     if corpus is not None and corpus.is_file():

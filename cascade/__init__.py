@@ -2,12 +2,13 @@
 
 The public Python API, PyTerrier style:
 
-    from cascade import BM25, DenseRerank, load_dataset, evaluate
+    from cascade import BM25, DenseRerank, evaluate, load_dataset, parse_measures
 
     data = load_dataset("sample")
     pipeline = BM25(k=100) >> DenseRerank(k=20)
     run = pipeline.transform(data.queries, corpus=data.corpus)
-    print(evaluate(run, data.qrels, ["nDCG@10"]))
+    scores, per_query = evaluate(run, data.qrels, parse_measures(["nDCG@10"]))
+    print(scores["nDCG@10"])
 
 Names resolve on first use (PEP 562), so `import cascade` and the CLI's start stay light: a stage's module
 (and torch, pyserini, faiss behind it) loads only when that stage is asked for.

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cascade.core.errors import CascadeError
+from cascade.indexes.batching import length_sorted_batches, pad_tensors
 
 
 @dataclass
@@ -68,12 +69,6 @@ def load_encoder(resolved: str, device: str, precision: str = "auto") -> Encoder
     return Encoder(tokenizer, model, pooling, normalize, device, autocast_dtype(device, precision))
 
 
-def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
-    """Indices grouped into batches of similar length (longest first), so padding stays small."""
-    order = np.argsort(-np.asarray(lengths), kind="stable")
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
 def encode(
     encoder: Encoder,
     texts: Sequence[str],
@@ -84,7 +79,6 @@ def encode(
     desc: str = "encode",
 ) -> np.ndarray:
     """Encode texts into float32 vectors, in input order."""
-    import torch
     from tqdm.auto import tqdm
 
     if not len(texts):
@@ -95,13 +89,7 @@ def encode(
     pad = encoder.tokenizer.pad_token_id or 0
     with tqdm(total=len(texts), desc=desc, unit="text", disable=not progress, leave=False) as bar:
         for batch in length_sorted_batches([len(x) for x in ids], batch_size):
-            width = max(len(ids[i]) for i in batch)
-            input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):
-                input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
-                mask[row, : len(ids[i])] = 1
-            out[batch] = _forward(encoder, input_ids, mask)
+            out[batch] = _forward(encoder, *pad_tensors(ids, batch, pad))
             bar.update(len(batch))
     return out
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from cascade.core.errors import CascadeError
+from cascade.eval.datasets import doc_text
 from cascade.indexes.process import output_to
 
 _VECTOR_OPTION = "--add-modules=jdk.incubator.vector"
@@ -99,10 +100,7 @@ def build_index(docs: Iterable[dict], out: Path, threads: int, log: Path, progre
 
     Stores positions, document vectors (RM3 and lexical features read them) and the raw text.
     """
-    records = (
-        {"id": doc["docno"], "contents": f"{doc['title']} {doc['text']}".strip() if doc["title"] else doc["text"]}
-        for doc in docs
-    )
+    records = ({"id": doc["docno"], "contents": doc_text(doc)} for doc in docs)
     flags = ["-storePositions", "-storeDocvectors", "-storeRaw"]
     return _index_collection(records, out, "JsonCollection", flags, threads, log, progress, "lucene index")
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from cascade.core.errors import CascadeError
+from cascade.indexes.batching import length_sorted_batches, pad_tensors
 from cascade.indexes.sparse_vectors import SparseVectors
 
 
@@ -125,24 +126,6 @@ def load_sparse_encoder(name: str, device: str = "auto", precision: str = "auto"
     )
 
 
-def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
-    """Indices grouped into batches of similar length (longest first), so padding stays small; stable order."""
-    order = np.argsort(-np.asarray(lengths), kind="stable")
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def _padded(ids: list[list[int]], batch: np.ndarray, pad: int):
-    import torch
-
-    width = max(len(ids[i]) for i in batch)
-    input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, i in enumerate(batch):
-        input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
-        mask[row, : len(ids[i])] = 1
-    return input_ids, mask
-
-
 def _autocast(encoder: SparseEncoder):
     import torch
 
@@ -212,7 +195,7 @@ def encode(
         tqdm(total=len(texts), desc=desc, unit="text", disable=not progress, leave=False) as bar,
     ):
         for batch in length_sorted_batches([len(x) for x in ids], batch_size):
-            for i, row in zip(batch, _rows(_forward_fast(encoder, *_padded(ids, batch, pad))), strict=True):
+            for i, row in zip(batch, _rows(_forward_fast(encoder, *pad_tensors(ids, batch, pad))), strict=True):
                 rows[i] = row
             bar.update(len(batch))
     return SparseVectors.from_rows(rows, encoder.dim)  # type: ignore[arg-type]

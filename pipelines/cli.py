@@ -105,7 +105,7 @@ def suite(
 ) -> None:
     """Run every pipeline under each protocol of a suite (negation, instruction, extrapolation, msmarco)."""
     from cascade.core.env import Context
-    from cascade.pipelines.suite import outcome_line, run_suite
+    from cascade.pipelines.suites import outcome_line, run_suite
 
     session = Context.open(data_dir, cache, threads, not quiet and sys.stderr.isatty())
     run_suite(config, _expand(pipelines), out, session, on_result=lambda o: typer.echo(outcome_line(o)))

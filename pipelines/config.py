@@ -18,9 +18,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cascade.core.configfile import error_at, line_of, read_yaml, validate, validation_error
 from cascade.core.digest import content_key
 from cascade.core.errors import CascadeError
-from cascade.eval.measures import DEFAULT_MEASURES
+from cascade.eval.measures import DEFAULT_MEASURES, parse_measures
+from cascade.rankers.base import STAGES, Pipeline, build_pipeline
 
 
 class DatasetRef(BaseModel):
@@ -64,6 +66,10 @@ class Config(BaseModel):
     def stage_specs(self) -> list[tuple[str, dict]]:
         return [(name, params or {}) for item in self.pipeline for name, params in item.items()]
 
+    def build(self) -> Pipeline:
+        """The pipeline as written (`train:` references unresolved: see `cascade.pipelines.runner.build_stages`)."""
+        return build_pipeline(self.pipeline)
+
     def result_parts(self) -> dict:
         """What decides the results (name and description do not): its hash is the config hash."""
 
@@ -71,7 +77,7 @@ class Config(BaseModel):
             "dataset": self.dataset.model_dump(),
             "seed": self.seed,
             "measures": self.measures,
-            "pipeline": normalised_chain(self.pipeline),
+            "pipeline": self.build().spec(),
         }
 
     @property
@@ -79,109 +85,44 @@ class Config(BaseModel):
         return content_key(self.result_parts())
 
 
-def normalised_chain(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Stage specs with every default filled in (also inside fusion inputs), so spelling one out changes no hash."""
-    from cascade.rankers import STAGES
-
-    out = []
-    for item in items:
-        for name, params in item.items():
-            dumped = STAGES[name].Params(**(params or {})).model_dump(mode="json")
-            if "inputs" in dumped:
-                dumped["inputs"] = [normalised_chain(chain) for chain in dumped["inputs"]]
-            out.append({name: dumped})
-    return out
-
-
-def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
-    """The YAML line of the node at a pydantic error location (or of its deepest existing parent)."""
-    node, line = root, (root.start_mark.line + 1 if root is not None else None)
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if key.value == str(part):
-                    node, line = value, key.start_mark.line + 1
-                    break
-            else:
-                return line
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line
-
-
-def _key_path(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _first_error(path: Path, root: yaml.Node | None, error: ValidationError, prefix: tuple = ()) -> CascadeError:
-    detail = error.errors()[0]
-    loc = prefix + tuple(p for p in detail["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-    message = "unknown key" if detail["type"] == "extra_forbidden" else detail["msg"]
-    if detail["type"] == "missing":
-        message = "required key is missing"
-    line = _line_of(root, loc)
-    where = f"{path}:{line}" if line else str(path)
-    return CascadeError(f"{_key_path(loc)}: {message}", where=where)
-
-
-def _check_chain(path: Path, root: yaml.Node | None, items: list, prefix: tuple) -> None:
-    """Validate each stage's parameters with its own model; fusion inputs are checked the same way, recursively."""
-    from cascade.rankers import STAGES
-
-    def fail(loc: tuple, message: str) -> CascadeError:
-        line = _line_of(root, loc)
-        return CascadeError(f"{_key_path(loc)}: {message}", where=f"{path}:{line}" if line else str(path))
-
+def _check_chain(path: Path, root: yaml.Node | None, items: list, prefix: tuple, first: bool = True) -> None:
+    """Validate each stage's parameters with its own model, and child pipelines (fusion inputs) the same way, so
+    a bad parameter anywhere is reported at its file:line. `first`: the chain's first stage gets no run."""
     for index, item in enumerate(items):
         if not isinstance(item, dict) or len(item) != 1:
-            raise fail((*prefix, index), "each item maps one stage name to its parameters, e.g. '- bm25: {k: 100}'")
+            raise error_at(
+                path, root, (*prefix, index), "each item maps one stage name to its parameters, e.g. '- bm25: {k: 100}'"
+            )
         ((name, params),) = item.items()
         loc = (*prefix, index, name)
         if name not in STAGES:
-            raise fail(loc, f"unknown stage; known stages: {', '.join(sorted(STAGES))}")
+            raise error_at(path, root, loc, f"unknown stage; known stages: {', '.join(sorted(STAGES))}")
         if params is not None and not isinstance(params, dict):
-            raise fail(loc, "parameters must be a mapping")
+            raise error_at(path, root, loc, "parameters must be a mapping")
+        cls = STAGES[name]
         try:
-            checked = STAGES[name].Params(**(params or {}))
+            checked = cls.Params(**(params or {}))
         except ValidationError as exc:
-            raise _first_error(path, root, exc, loc) from None
-        for number, chain in enumerate(getattr(checked, "inputs", None) or []):
-            _check_chain(path, root, chain, (*loc, "inputs", number))
+            raise validation_error(path, root, exc, loc) from None
+        gets_run = index > 0 or not first
+        if cls.reranks and not gets_run:
+            raise error_at(path, root, loc, "reranks an upstream run: put a first stage (e.g. bm25) before it")
+        if cls.children_param is not None:
+            for number, chain in enumerate(getattr(checked, cls.children_param)):
+                _check_chain(path, root, chain, (*loc, cls.children_param, number), first=not gets_run)
 
 
 def load_config(path: str | Path) -> Config:
     """Read and validate a pipeline config; raises CascadeError naming file:line and key."""
 
     path = Path(path)
-    if not path.is_file():
-        raise CascadeError("config file not found", where=str(path))
-    text = path.read_text(encoding="utf-8")
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise CascadeError(f"not valid YAML ({getattr(exc, 'problem', exc)})", where=where) from None
+    data, root = read_yaml(path, "config file")
     if not isinstance(data, dict):
         raise CascadeError("a config is a YAML mapping with keys name, dataset, pipeline, ...", where=str(path))
     data.setdefault("name", path.stem)
-    try:
-        config = Config.model_validate(data)
-    except ValidationError as exc:
-        raise _first_error(path, root, exc) from None
+    config = validate(Config, data, path, root)
     _check_chain(path, root, config.pipeline, ("pipeline",))
-    from cascade.eval.measures import parse_measures
-
-    parse_measures(config.measures, where=f"{path}:{_line_of(root, ('measures',))}")
+    parse_measures(config.measures, where=f"{path}:{line_of(root, ('measures',))}")
     if config.dataset.qrels not in ("default", "official"):
-        raise CascadeError(
-            "dataset.qrels: must be 'default' or 'official'", where=f"{path}:{_line_of(root, ('dataset', 'qrels'))}"
-        )
+        raise error_at(path, root, ("dataset", "qrels"), "must be 'default' or 'official'")
     return config

@@ -1,21 +1,19 @@
 """What `cascade run CONFIG` does: dataset -> stages (each cached by content address) -> run -> measures.
 
-The content address of a stage's output is a hash of the stage's config and version, the address of its input
-(the queries for a first stage, else the upstream stage's address) and, for stages that read documents, the
-corpus fingerprint. Unchanged work is never redone; changed work never reads a stale entry.
+The stages run through the one engine (`cascade.rankers.engine.execute`, re-exported here): each stage's output
+is cached under a hash of the stage's config and version, the address of its input and, for stages that read
+documents, the corpus fingerprint. Unchanged work is never redone; changed work never reads a stale entry.
 """
 
 from __future__ import annotations
 
 import json
-import random
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from cascade.core.atomic import atomic_dir
@@ -23,33 +21,14 @@ from cascade.core.digest import content_key, frame_digest
 from cascade.core.errors import CascadeError
 from cascade.core.store import ArtifactStore
 from cascade.eval.datasets import Dataset, load_dataset, load_folder
-from cascade.eval.frames import RUN_COLUMNS, format_run
+from cascade.eval.frames import format_run
 from cascade.eval.measures import evaluate, parse_measures
 from cascade.eval.topdocs import lookup_texts, top_documents, topdocs_jsonl, wanted_docnos
 from cascade.pipelines.config import Config
 from cascade.pipelines.manifest import git_commit, host, package_versions
 from cascade.pipelines.train import resolve_train_refs
-from cascade.rankers import STAGES, Context, Stage
-from cascade.rankers.base import carry_scores, with_queries
-from cascade.rankers.fusion import Fusion
-
-RUN_CACHE = "runs"
-
-
-@dataclass
-class StageTiming:
-    stage: str
-    key: str
-    cached: bool
-    seconds: float  # wall time in this invocation
-    prepare_seconds: float  # building or opening indexes/models when the output was computed
-    compute_seconds: float  # per-query work when the output was computed: what ms/query is made of
-    queries: int
-    stats: dict | None = None  # what the stage reported via `last_stats` when its output was computed
-
-    @property
-    def ms_per_query(self) -> float:
-        return 1000.0 * self.compute_seconds / max(self.queries, 1)
+from cascade.rankers.base import Context, Stage, build_pipeline
+from cascade.rankers.engine import Executed, StageTiming, execute
 
 
 @dataclass
@@ -69,107 +48,7 @@ def open_dataset(config: Config, data_dir: Path | None) -> Dataset:
 
 def build_stages(config: Config, env: Context) -> list[Stage]:
     """Stage objects from the config; `train:` model references become trained model folders first."""
-    items = resolve_train_refs(config.pipeline, env)
-    return [STAGES[name](**(params or {})) for item in items for name, params in item.items()]
-
-
-def _run_stage(
-    stage: Stage,
-    frame: pd.DataFrame,
-    queries: pd.DataFrame,
-    upstream: str,
-    ctx: Context,
-    store: ArtifactStore,
-    timings: list[StageTiming],
-    label: str = "",
-) -> tuple[pd.DataFrame, str]:
-    """Run (or load from the cache) one stage; a fusion stage first runs each of its input chains."""
-    inputs: list[pd.DataFrame] = []
-    made_from: dict = {"stage": stage.cache_parts(ctx), "upstream": upstream}
-    if isinstance(stage, Fusion):
-        keys = []
-        for number, chain in enumerate(stage.sub_pipelines()):
-            prefix = f"{label}{stage.name}/{number}/"
-            run, key = _run_chain(chain, frame, queries, upstream, ctx, store, timings, prefix)
-            inputs.append(run)
-            keys.append(key)
-        made_from = {"stage": stage.cache_parts(ctx), "inputs": keys}
-    key = content_key(made_from)
-    started = time.perf_counter()
-    cached = store.has(RUN_CACHE, key)
-    computed: dict[str, float] = {}
-
-    def build(tmp: Path) -> dict:
-        t0 = time.perf_counter()
-        stage.prepare(ctx)
-        t1 = time.perf_counter()
-        out = stage.fuse(inputs) if isinstance(stage, Fusion) else stage.transform(frame, ctx)
-        stats = getattr(stage, "last_stats", None)  # optional: accuracy, latency, index facts
-        # time a stage spent measuring itself (e.g. latency loops) is not time spent serving the queries
-        overhead = float((stats or {}).get("measure_seconds") or 0.0)
-        computed.update(
-            prepare_seconds=round(t1 - t0, 6), compute_seconds=round(max(time.perf_counter() - t1 - overhead, 0.0), 6)
-        )
-        out[RUN_COLUMNS].to_parquet(tmp / "run.parquet", index=False)
-        return {"stage": repr(stage), "queries": len(queries), "rows": len(out), **computed, "stats": stats}
-
-    folder, built = store.get_or_build(RUN_CACHE, key, build, made_from)
-    run = with_queries(pd.read_parquet(folder / "run.parquet"), queries)
-    seconds = time.perf_counter() - started
-    if not built:
-        card = store.card(RUN_CACHE, key)
-        computed = {k: float(card.get(k, 0.0)) for k in ("prepare_seconds", "compute_seconds")}
-    stats = store.card(RUN_CACHE, key).get("stats")
-    timings.append(
-        StageTiming(
-            label + stage.name,
-            key,
-            cached and not built,
-            round(seconds, 6),
-            computed["prepare_seconds"],
-            computed["compute_seconds"],
-            len(queries),
-            stats,
-        )
-    )
-    return run, key
-
-
-def _run_chain(
-    stages: list[Stage],
-    frame: pd.DataFrame,
-    queries: pd.DataFrame,
-    upstream: str,
-    ctx: Context,
-    store: ArtifactStore,
-    timings: list[StageTiming],
-    label: str = "",
-) -> tuple[pd.DataFrame, str]:
-    """Stages in order, each addressed by its config and its input's address."""
-    for stage in stages:
-        run, upstream = _run_stage(stage, frame, queries, upstream, ctx, store, timings, label)
-        frame = carry_scores(run, frame, stage.name)
-    return frame, upstream
-
-
-@dataclass
-class Executed:
-    """A chain's final frame (with `score:<stage>` columns), its content address and the stages' timings."""
-
-    frame: pd.DataFrame
-    run_key: str
-    timings: list[StageTiming]
-    stages: list[Stage]
-
-
-def execute(stages: list[Stage], queries: pd.DataFrame, ctx: Context) -> Executed:
-    """Run a chain of stages over queries, every stage through the cache."""
-    random.seed(ctx.seed)
-    np.random.seed(ctx.seed)
-    upstream = "queries:" + frame_digest(queries, ["qid", "query", "instruction"])
-    timings: list[StageTiming] = []
-    frame, upstream = _run_chain(stages, queries, queries, upstream, ctx, ctx.store, timings)
-    return Executed(frame, upstream, timings, stages)
+    return build_pipeline(resolve_train_refs(config.pipeline, env)).stages
 
 
 def manifest_for(
@@ -203,19 +82,42 @@ def manifest_for(
     }
 
 
-def write_run_folder(
-    folder: Path, config: Config, manifest: dict, metrics: dict, files: dict[str, Path | bytes]
-) -> None:
-    """One run folder, all or nothing: the files, metrics.json, manifest.json and the config."""
+@dataclass
+class Artifacts:
+    """A run folder before it is written: a `cascade run`, or one pipeline under one protocol of a suite.
+
+    `files` are bytes, or cached files to copy in; `extra` are the manifest fields the run adds (e.g. how a
+    protocol scored it); `units` replaces the manifest's query count when perquery.tsv's units are not the
+    dataset's queries (e.g. NevIR pairs)."""
+
+    config: Config
+    config_path: Path | None
+    dataset: Dataset
+    done: Executed
+    ctx: Context
+    started: float
+    metrics: dict
+    files: dict[str, Path | bytes]
+    extra: dict = field(default_factory=dict)
+    units: int | None = None
+
+
+def write_run_folder(folder: Path, artifacts: Artifacts, **extra) -> None:
+    """The one writer of run folders, all or nothing: the files, metrics.json, manifest.json and the config.
+    `extra` manifest fields (a suite's) come before the artifacts' own."""
+    a = artifacts
+    manifest = manifest_for(a.config, a.config_path, a.dataset, a.done, a.ctx, a.started, **(extra | a.extra))
+    if a.units is not None:
+        manifest["dataset"]["queries"] = a.units
     with atomic_dir(folder) as tmp:
-        for name, source in files.items():
+        for name, source in a.files.items():
             if isinstance(source, bytes):
                 (tmp / name).write_bytes(source)
             elif source.exists():
                 shutil.copyfile(source, tmp / name)
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        (tmp / "metrics.json").write_text(json.dumps(a.metrics, indent=2) + "\n")
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-        (tmp / "config.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2) + "\n")
+        (tmp / "config.json").write_text(json.dumps(a.config.model_dump(mode="json"), indent=2) + "\n")
 
 
 def run_config(
@@ -239,18 +141,26 @@ Extend = Callable[[pd.DataFrame], tuple[dict, dict[str, bytes]]]
 
 
 def run_on_dataset(
+    config: Config, config_path: Path | None, dataset: Dataset, folder: Path, session: Context
+) -> RunResult:
+    """Run the config's pipeline on `dataset` and write `folder`."""
+    artifacts = run_artifacts(config, config_path, dataset, session)
+    write_run_folder(folder, artifacts)
+    return RunResult(config, folder, artifacts.metrics["measures"], artifacts.done.timings)
+
+
+def run_artifacts(
     config: Config,
     config_path: Path | None,
     dataset: Dataset,
-    folder: Path,
     session: Context,
     *,
-    manifest_extra: dict | None = None,
     extend: Extend | None = None,
     dataset_label: str | None = None,
-) -> RunResult:
-    """Run the config's pipeline on `dataset` and write `folder`; `extend(perquery)` may add summary figures and
-    files (a suite's view of the same run, e.g. ReSTTest's interpolation and extrapolation sides)."""
+    extra: dict | None = None,
+) -> Artifacts:
+    """Run the config's pipeline on `dataset` and score it; `extend(perquery)` may add summary figures and files
+    (a suite's view of the same run, e.g. ReSTTest's interpolation and extrapolation sides)."""
     started = time.perf_counter()
     if dataset.queries.empty:
         raise CascadeError(f"dataset '{dataset.name}' has no judged queries")
@@ -275,12 +185,10 @@ def run_on_dataset(
         files.update(more)
     if summary:
         metrics["summary"] = summary
-    manifest = manifest_for(config, config_path, dataset, done, ctx, started, **(manifest_extra or {}))
-    write_run_folder(folder, config, manifest, metrics, files)
-    return RunResult(config, folder, aggregate, done.timings)
+    return Artifacts(config, config_path, dataset, done, ctx, started, metrics, files, dict(extra or {}))
 
 
-# Facts an approximate first stage reports about itself (`last_stats`) that belong in the leaderboard next to its
+# Facts an approximate first stage reports about itself (`Output.stats`) that belong in the leaderboard next to its
 # effectiveness: how close it is to exact search, its latency distribution and what its index costs.
 SUMMARY_STATS = {
     "accuracy@10": ("accuracy@10 vs exact", 1.0),

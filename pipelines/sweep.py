@@ -19,14 +19,16 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from cascade.core.atomic import atomic_file, write_text
+from cascade.core.configfile import error_at, read_yaml, validate
 from cascade.core.errors import CascadeError
+from cascade.eval.pareto import pareto_front
 from cascade.pipelines.config import Config, load_config
 
 LATENCY = "latency_1t_mean_ms"
@@ -41,6 +43,7 @@ class SweepConfig(BaseModel):
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     configs: list[str] = Field(default_factory=list)
     target: dict[str, float] = Field(default_factory=dict)
+    _root: Any = PrivateAttr(default=None)  # the YAML node tree it was read from: errors name lines
 
     @model_validator(mode="after")
     def _one_source(self) -> SweepConfig:
@@ -54,31 +57,25 @@ class SweepConfig(BaseModel):
 
 
 def load_sweep(path: Path) -> SweepConfig:
-    if not path.is_file():
-        raise CascadeError("sweep config not found", where=str(path))
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise CascadeError(f"not valid YAML ({getattr(exc, 'problem', exc)})", where=str(path)) from None
+    """The sweep config; errors are `file:line: key: message` (cascade.core.configfile), grid errors included."""
+    data, root = read_yaml(path, "sweep config")
     if not isinstance(data, dict):
         raise CascadeError("a sweep config is a YAML mapping with keys name, base, grid (or configs)", where=str(path))
     data.setdefault("name", path.stem)
-    try:
-        return SweepConfig.model_validate(data)
-    except ValidationError as exc:
-        detail = exc.errors()[0]
-        key = ".".join(str(p) for p in detail["loc"]) or "sweep"
-        message = "unknown key" if detail["type"] == "extra_forbidden" else detail["msg"]
-        raise CascadeError(f"{key}: {message}", where=str(path)) from None
+    sweep = validate(SweepConfig, data, path, root)
+    sweep._root = root
+    return sweep
 
 
-def _set_knob(config: Config, knob: str, value: Any, where: str) -> Config:
-    """A copy of `config` with `stage.param[.param]` set on the first stage of that name."""
+def _set_knob(config: Config, knob: str, value: Any, fail: Callable[[str, bool], CascadeError]) -> Config:
+    """A copy of `config` with `stage.param[.param]` set on the first stage of that name.
+
+    `fail(message, at_value)` makes the error at the knob's key (or at this value of it)."""
     from cascade.rankers import STAGES
 
     stage, *path = knob.split(".")
     if not path:
-        raise CascadeError(f"grid key '{knob}' must be stage.param, e.g. sparse.seismic.heap_factor", where=where)
+        raise fail("a grid key is stage.param[.param], e.g. sparse.seismic.heap_factor", False)
     pipeline = copy.deepcopy(config.pipeline)
     for item in pipeline:
         if stage in item:
@@ -90,9 +87,9 @@ def _set_knob(config: Config, knob: str, value: Any, where: str) -> Config:
             try:
                 STAGES[stage].Params(**item[stage])
             except ValidationError as exc:
-                raise CascadeError(f"grid {knob}={value!r}: {exc.errors()[0]['msg']}", where=where) from None
+                raise fail(f"value {value!r}: {exc.errors()[0]['msg']}", True) from None
             return config.model_copy(update={"pipeline": pipeline})
-    raise CascadeError(f"grid key '{knob}': the base pipeline has no stage '{stage}'", where=where)
+    raise fail(f"the base pipeline has no stage '{stage}'", False)
 
 
 def _short(knob: str) -> str:
@@ -101,21 +98,36 @@ def _short(knob: str) -> str:
 
 def sweep_points(sweep: SweepConfig, path: Path) -> list[tuple[Config, Path | None, dict]]:
     """(config, its file, the knob values) for every point of the sweep, validated before any work."""
-    where = str(path)
+    root = sweep._root
+
+    def existing(name: str, loc: tuple) -> Path:
+        file = (path.parent / name).resolve()
+        if not file.is_file():
+            raise error_at(path, root, loc, f"pipeline config '{file}' not found")
+        return file
+
     if sweep.configs:
         out = []
-        for name in sweep.configs:
-            file = (path.parent / name).resolve()
+        for index, name in enumerate(sweep.configs):
+            file = existing(name, ("configs", index))
             out.append((load_config(file), file, {}))
         return out
-    base_path = (path.parent / sweep.base).resolve()  # type: ignore[operator]
+    base_path = existing(sweep.base, ("base",))  # type: ignore[arg-type]
     base = load_config(base_path)
     knobs = list(sweep.grid)
+
+    def fail(knob: str, index: int) -> Callable[[str, bool], CascadeError]:
+        """Errors at `grid.<knob>` or, for a refused value, at `grid.<knob>[index]`."""
+        return lambda message, at_value: error_at(
+            path, root, ("grid", knob, index) if at_value else ("grid", knob), message
+        )
+
     points = []
-    for values in itertools.product(*(sweep.grid[k] for k in knobs)):
+    for combination in itertools.product(*(list(enumerate(sweep.grid[k])) for k in knobs)):
         config = base
-        for knob, value in zip(knobs, values, strict=True):
-            config = _set_knob(config, knob, value, where)
+        for knob, (index, value) in zip(knobs, combination, strict=True):
+            config = _set_knob(config, knob, value, fail(knob, index))
+        values = [value for _, value in combination]
         label = ",".join(f"{_short(k)}={v}" for k, v in zip(knobs, values, strict=True))
         config = config.model_copy(update={"name": f"{base.name}--{label}"[:200].replace("/", "_")})
         points.append((config, base_path, dict(zip(knobs, values, strict=True))))
@@ -151,18 +163,11 @@ def point_row(name: str, knobs: dict, folder: Path) -> dict:
 
 
 def pareto(rows: list[dict], quality: str) -> list[int]:
-    """Indices of the points no other point beats on both latency (lower) and `quality` (higher), fastest first."""
+    """Indices of the points no other point beats on both latency (lower) and `quality` (higher), fastest first.
 
-    def q(row: dict) -> float | None:
-        return _quality(row, quality)
-
-    usable = [i for i, r in enumerate(rows) if q(r) is not None and r["latency_ms"] is not None]
-    front, best = [], float("-inf")
-    for i in sorted(usable, key=lambda i: (rows[i]["latency_ms"], -q(rows[i]))):
-        if q(rows[i]) > best:
-            front.append(i)
-            best = q(rows[i])
-    return front
+    The tie rule is `cascade.eval.pareto`'s (the report's plot uses the same function).
+    """
+    return pareto_front([(row["latency_ms"], _quality(row, quality)) for row in rows])
 
 
 def _fmt(value: Any, digits: int = 4) -> str:

@@ -38,9 +38,9 @@ from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from cascade.core.errors import CascadeError
+from cascade.core.paths import TRAIN_PREFIX  # resolved by cascade.pipelines.train before the stage is built
+from cascade.indexes.batching import length_sorted_batches, pad_rows
 from cascade.rankers.base import Context, Params, Stage, cut_tokens
-
-TRAIN_PREFIX = "train:"  # resolved by cascade.pipelines.train before the stage is built; rankers never import pipelines
 
 
 class CrossEncoderParams(Params):
@@ -137,26 +137,11 @@ def tokenize_pairs(tokenizer: Any, first: Sequence[str], second: Sequence[str], 
     return tokenizer(list(first), list(second), truncation=True, max_length=max_length)
 
 
-def length_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
-    """Indices in batches of similar length, longest first; stable, so equal inputs give equal batches."""
-    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
 def pad_batch(tokens: dict, rows: Sequence[int], pad_id: int) -> dict[str, np.ndarray]:
     """Right-padded int64 arrays of the given rows: input_ids, attention_mask and token_type_ids (if any)."""
-    ids = tokens["input_ids"]
-    width = max(len(ids[r]) for r in rows)
-    out = {"input_ids": np.full((len(rows), width), pad_id, dtype=np.int64)}
-    out["attention_mask"] = np.zeros((len(rows), width), dtype=np.int64)
+    out = dict(zip(("input_ids", "attention_mask"), pad_rows(tokens["input_ids"], rows, pad_id), strict=True))
     if "token_type_ids" in tokens:
-        out["token_type_ids"] = np.zeros((len(rows), width), dtype=np.int64)
-    for i, r in enumerate(rows):
-        n = len(ids[r])
-        out["input_ids"][i, :n] = ids[r]
-        out["attention_mask"][i, :n] = 1
-        if "token_type_ids" in tokens:
-            out["token_type_ids"][i, :n] = tokens["token_type_ids"][r]
+        out["token_type_ids"] = pad_rows(tokens["token_type_ids"], rows, 0)[0]
     return out
 
 
@@ -195,7 +180,7 @@ def score_pairs(
     if not len(first):
         return out
     tokens = tokenize_pairs(scorer.tokenizer, first, second, max_length)
-    batches = length_batches([len(x) for x in tokens["input_ids"]], batch_size)
+    batches = length_sorted_batches([len(x) for x in tokens["input_ids"]], batch_size)
     pad_id = scorer.tokenizer.pad_token_id or 0
 
     def run(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -212,6 +197,8 @@ class CrossEncoder(Stage):
     """Reranks the top-k of the upstream run with a cross-encoder; documents below k keep their order."""
 
     name = "cross_encoder"
+    depth_param = "k"
+    reranks = True
     Params = CrossEncoderParams
     uses_corpus = True
     reads_instruction = "its own segment after the query"

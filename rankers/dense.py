@@ -103,6 +103,7 @@ class Dense(_EncoderStage):
     """First-stage dense retrieval: corpus embeddings (float16, cached) searched with FAISS."""
 
     name = "dense"
+    depth_param = "k"
     Params = DenseParams
     uses_corpus = True
 
@@ -185,6 +186,8 @@ class DenseRerank(_EncoderStage):
     """Scores the upstream top-k by query-document inner product, encoding only those documents."""
 
     name = "dense_rerank"
+    depth_param = "k"
+    reranks = True
     Params = DenseRerankParams
     uses_corpus = True
 

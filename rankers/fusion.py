@@ -1,13 +1,16 @@
 """Fusion of two or more runs: reciprocal rank fusion, CombSUM and CombMNZ.
 
-A fusion stage owns sub-pipelines (`inputs`), each applied to the fusion stage's own input (the queries when it
-is first, else the upstream run); the runner runs and caches each sub-pipeline like any other chain of stages.
+A fusion stage owns child pipelines (`inputs`), each applied to the fusion stage's own input (the queries when it
+is first, else the upstream run); the engine runs and caches each child like any other chain of stages and hands
+their runs to `apply`. An input is a YAML list of stage specs or, in Python, a stage or pipeline:
 
     - rrf:
         k: 60
         inputs:
           - [{bm25: {k: 1000}}]
           - [{dense: {k: 1000}}]
+
+    RRF(inputs=[BM25(k=1000), Dense(k=1000)], k=60)
 """
 
 from __future__ import annotations
@@ -19,13 +22,23 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from cascade.core.errors import CascadeError
-from cascade.rankers.base import Context, Params, Stage
+from cascade.eval.frames import RUN_COLUMNS, normalise_run
+from cascade.rankers.base import Context, Output, Params, Stage
+from cascade.rankers.engine import execute
 
 
 class FusionParams(Params):
     inputs: list[list[dict[str, Any]]] = Field(..., min_length=2, description="sub-pipelines whose runs are fused")
     depth: int = Field(1000, gt=0, description="how many documents of each input run take part")
     weights: list[float] | None = Field(None, description="one weight per input (default: all 1)")
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _stages_to_specs(cls, value: Any) -> Any:
+        """A stage or pipeline given in Python becomes its spec, so `>>` and YAML give one object."""
+        if isinstance(value, list | tuple):
+            return [item.spec() if isinstance(item, Stage) else item for item in value]
+        return value
 
     @field_validator("weights")
     @classmethod
@@ -44,21 +57,15 @@ class CombParams(FusionParams):
 
 
 class Fusion(Stage):
-    """Base of the fusion stages: the runner calls `fuse` with the runs of `sub_pipelines()`."""
+    """Base of the fusion stages: the engine runs `children()` and `apply` fuses their runs."""
 
     name = "fusion"
     Params = FusionParams
-
-    def sub_pipelines(self) -> list[list[Stage]]:
-        from cascade.rankers import STAGES
-
-        return [
-            [STAGES[name](**(params or {})) for item in chain for name, params in item.items()]
-            for chain in self.params.inputs
-        ]
+    children_param = "inputs"
+    depth_param = "depth"
 
     def cache_parts(self, ctx: Context) -> dict:
-        # The inputs are addressed by their own cache keys, which the runner adds; only the fusion knobs go here.
+        # The inputs are addressed by their own cache keys, which the engine adds; only the fusion knobs go here.
         parts = super().cache_parts(ctx)
         parts["params"] = {k: v for k, v in parts["params"].items() if k != "inputs"}
         return parts
@@ -69,17 +76,14 @@ class Fusion(Stage):
             raise CascadeError(f"{self.name}.weights: {len(weights)} weights for {len(self.params.inputs)} inputs")
         return weights
 
-    def transform(self, inp: pd.DataFrame, ctx: Context) -> pd.DataFrame:
-        from cascade.rankers.base import Pipeline, with_queries
+    def apply(self, inp: pd.DataFrame, ctx: Context, inputs: list[pd.DataFrame]) -> Output:
+        return Output(self.fuse(inputs))
 
-        runs = []
-        for chain in self.sub_pipelines():
-            runs.append(with_queries(Pipeline(chain).transform(inp, ctx), inp.drop_duplicates("qid")))
-        return self.fuse(runs)
+    def transform(self, inp: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+        """The fused run of `inp`: the children run through the engine, cached, like in any pipeline."""
+        return execute(self, inp, ctx).frame[RUN_COLUMNS]
 
     def fuse(self, runs: list[pd.DataFrame]) -> pd.DataFrame:
-        from cascade.eval.frames import normalise_run
-
         weights = self.weights()
         parts = []
         for weight, run in zip(weights, runs, strict=True):
@@ -101,7 +105,7 @@ class Fusion(Stage):
 
     def __repr__(self) -> str:
         knobs = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if k != "inputs")
-        chains = " | ".join(" >> ".join(repr(s) for s in chain) for chain in self.sub_pipelines())
+        chains = " | ".join(repr(child) for child in self.children())
         return f"{self.name}({knobs})[{chains}]"
 
     def contribution(self, run: pd.DataFrame) -> pd.Series:

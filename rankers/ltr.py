@@ -16,7 +16,7 @@ from pydantic import Field
 
 from cascade.core.digest import content_key, file_digest, frame_digest
 from cascade.core.errors import CascadeError
-from cascade.rankers.base import SCORE_PREFIX, Context, Params, Stage
+from cascade.rankers.base import SCORE_PREFIX, Context, Output, Params, Stage
 
 LEXICAL = "lexical"
 FEATURES_VERSION = 1
@@ -85,6 +85,8 @@ class LTR(Stage):
     name = "ltr"
     Params = LTRParams
     uses_corpus = True
+    depth_param = "k"
+    reranks = True
 
     def folder(self) -> Path:
         folder = Path(self.params.model)
@@ -101,6 +103,10 @@ class LTR(Stage):
         return parts
 
     def transform(self, inp: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+        return self.apply(inp, ctx, []).run
+
+    def apply(self, inp: pd.DataFrame, ctx: Context, inputs: list[pd.DataFrame]) -> Output:
+        """The reranked run, with the model's feature importance (gain) as its statistics."""
         import lightgbm
 
         from cascade.rankers.dense import rerank_merge, split_top_k
@@ -111,7 +117,5 @@ class LTR(Stage):
         scores = booster.predict(feature_matrix(head, self.features(), ctx), num_threads=ctx.threads)
         importance = booster.feature_importance(importance_type="gain")
         names = feature_names(self.features())
-        self.last_stats = {
-            "feature_importance_gain": {n: round(float(v), 4) for n, v in zip(names, importance, strict=True)}
-        }
-        return rerank_merge(head.assign(score=scores.astype("float64")), tail)
+        stats = {"feature_importance_gain": {n: round(float(v), 4) for n, v in zip(names, importance, strict=True)}}
+        return Output(rerank_merge(head.assign(score=scores.astype("float64")), tail), stats)

@@ -51,6 +51,7 @@ class BM25(Stage):
     name = "bm25"
     Params = BM25Params
     uses_corpus = True
+    depth_param = "k"
 
     def _rm3(self) -> dict | None:
         return None

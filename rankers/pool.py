@@ -10,23 +10,19 @@ query's lowest returned score; such documents tie with each other, and a tie cou
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 
 from cascade.core.digest import frame_digest
-from cascade.core.errors import CascadeError
-from cascade.rankers.base import Context, Stage
+from cascade.rankers.base import Context, NotApplicable, Stage
 
-
-class NotApplicable(CascadeError):
-    """A pipeline that cannot run under a protocol (e.g. it reads a fixed run file); suites skip it and say why."""
+__all__ = ["NotApplicable", "Pool", "pooled_chain"]
 
 
 class Pool(Stage):
     """Keep each query's pool documents from the upstream run; unreturned pool documents get the floor score."""
 
     name = "pool"
+    reranks = True
 
     def __init__(self, pools: pd.DataFrame) -> None:
         self.pools = pools[["qid", "docno"]].drop_duplicates().reset_index(drop=True)
@@ -50,37 +46,9 @@ class Pool(Stage):
 
 
 def pooled_chain(stages: list[Stage], pools: pd.DataFrame, corpus_size: int) -> list[Stage]:
-    """`first >> rest` becomes `first(k=corpus) >> pool >> rest(k >= largest pool)`."""
-    from cascade.rankers.run_file import RunFile
-
+    """`first >> rest` becomes `first(depth=corpus) >> pool >> rest(depth >= largest pool)`."""
     first, rest = stages[0], stages[1:]
-    if isinstance(first, RunFile):
+    if first.replays_run:
         raise NotApplicable("its first stage reads a fixed run file, which has no candidates for this suite")
     largest = int(pools.groupby("qid").size().max()) if len(pools) else 1
-    return [_deepened(first, corpus_size, first=True), Pool(pools), *(_deepened(s, largest) for s in rest)]
-
-
-def _deepened(stage: Stage, depth: int, first: bool = False) -> Stage:
-    """The stage with `k` (and a fusion's input chains' first stages) raised to at least `depth`."""
-    fields = type(stage.params).model_fields
-    update: dict[str, Any] = {}
-    if "k" in fields and getattr(stage.params, "k", None) is not None and stage.params.k < depth:
-        update["k"] = depth
-    if "inputs" in fields:  # fusion: every input chain's first stage searches the whole corpus
-        update["inputs"] = [_deepened_specs(chain, depth) for chain in stage.params.inputs]
-        if "depth" in fields:
-            update["depth"] = max(stage.params.depth, depth)
-    if first and "k" not in fields and "inputs" not in fields:
-        raise NotApplicable(f"its first stage '{stage.name}' has no depth (k) to search the whole corpus with")
-    return type(stage)(stage.params.model_copy(update=update)) if update else stage
-
-
-def _deepened_specs(chain: list[dict[str, Any]], depth: int) -> list[dict[str, Any]]:
-    out = []
-    for index, item in enumerate(chain):
-        ((name, params),) = item.items()
-        params = dict(params or {})
-        if index == 0:
-            params["k"] = max(int(params.get("k", 0) or 0), depth)
-        out.append({name: params})
-    return out
+    return [first.deepened(corpus_size, first=True), Pool(pools), *(s.deepened(largest) for s in rest)]

@@ -8,11 +8,9 @@ import pandas as pd
 from pydantic import Field
 
 from cascade.core.digest import file_digest
-from cascade.core.errors import CascadeError
+from cascade.core.paths import resolve_path
 from cascade.eval.frames import read_run
 from cascade.rankers.base import Context, Params, Stage
-
-DATA_PREFIX = "data:"
 
 
 class RunFileParams(Params):
@@ -25,18 +23,11 @@ class RunFile(Stage):
 
     name = "run_file"
     Params = RunFileParams
+    replays_run = True
+    depth_param = "k"
 
     def resolve(self, ctx: Context) -> Path:
-        raw = self.params.path
-        if raw.startswith(DATA_PREFIX):
-            if ctx.data_dir is None:
-                raise CascadeError(f"run_file path {raw!r} is under the data dir: pass --data-dir or set CASCADE_DATA")
-            path = ctx.data_dir / raw.removeprefix(DATA_PREFIX)
-        else:
-            path = Path(raw).expanduser()
-        if not path.is_file():
-            raise CascadeError(f"run file '{path}' does not exist", where="run_file.path")
-        return path
+        return resolve_path(self.params.path, ctx.data_dir, "run_file.path")
 
     def cache_parts(self, ctx: Context) -> dict:
         # The file's content, not its name, decides the output.

@@ -10,7 +10,7 @@ One stage with an `index` switch, not three stages, because everything but the i
 cached corpus vectors, the queries' vectors and the measurements. Only the chosen index's block of knobs enters
 the cache key, so changing a Seismic knob never re-runs an exact config.
 
-With `measure: true` (the default) the stage reports, through `last_stats` (the runner records it under the
+With `measure: true` (the default) the stage reports, through its `Output.stats` (the engine records them under the
 stage in the manifest): accuracy@10 and accuracy@k against exact search on the same vectors (approximate
 indexes), per-query latency single- and multi-threaded, build time, index size on disk, peak memory of the
 build, encoding speeds, and the queries that matched no document.
@@ -29,7 +29,8 @@ from pydantic import Field, model_validator
 
 from cascade.core.digest import content_key, file_digest
 from cascade.core.errors import CascadeError
-from cascade.rankers.base import Context, Params, Stage
+from cascade.eval.datasets import doc_text
+from cascade.rankers.base import Context, Output, Params, Stage
 
 VECTORS_VERSION = 1
 INDEX_VERSION = 1
@@ -94,10 +95,6 @@ def sparse_encoder(name: str, device: str, precision: str):
 
         _OPEN[key] = load_sparse_encoder(name, device, precision)
     return _OPEN[key]
-
-
-def doc_text(doc: dict) -> str:
-    return f"{doc['title']} {doc['text']}".strip() if doc.get("title") else doc["text"]
 
 
 def corpus_vectors(params: SparseParams, ctx: Context) -> tuple[Path, str]:
@@ -257,13 +254,13 @@ class Sparse(Stage):
     """SPLADE first stage over an exact, Seismic or Lucene impact index of the same cached corpus vectors."""
 
     name = "sparse"
+    depth_param = "k"
     Params = SparseParams
     version = 2  # 2: latency is each query's median of 3 runs
     uses_corpus = True
 
     def __init__(self, params: Params | None = None, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
-        self.last_stats: dict | None = None
         self._opened: tuple[Any, Path, dict] | None = None
         self._opened_store: Any = None
 
@@ -319,6 +316,10 @@ class Sparse(Stage):
         return [vectors.row(i) for i in range(len(vectors))], len(queries) / max(seconds, 1e-9)
 
     def transform(self, inp: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+        return self.apply(inp, ctx, []).run
+
+    def apply(self, inp: pd.DataFrame, ctx: Context, inputs: list[pd.DataFrame]) -> Output:
+        """The run, with what the stage measured about itself (accuracy, latency, index facts) as its statistics."""
         p = self.params
         handle, vectors_path, build = self._open(ctx)
         queries, query_qps = self.encode_queries(inp, ctx)
@@ -337,13 +338,11 @@ class Sparse(Stage):
             run = _run_frame(qids, results, docnos)
             hits = [docnos[docs] for docs, _ in results]
         started = time.perf_counter()
-        self.last_stats = self._stats(
-            ctx, handle, vectors_path, build, qids, queries, hits, run, query_qps, search_seconds
-        )
-        # measuring (oracle search, latency loops, term counts) is left out of the run's ms/query by the runner
-        self.last_stats["measure_seconds"] = round(time.perf_counter() - started, 4)
-        _report_empty(self.last_stats)
-        return run
+        stats = self._stats(ctx, handle, vectors_path, build, qids, queries, hits, run, query_qps, search_seconds)
+        # measuring (oracle search, latency loops, term counts) is left out of the run's ms/query by the engine
+        stats["measure_seconds"] = round(time.perf_counter() - started, 4)
+        _report_empty(stats)
+        return Output(run, stats)
 
     def _search_rows(self, handle: Any, queries: list, ctx: Context) -> list[tuple[np.ndarray, np.ndarray]]:
         p = self.params

@@ -53,6 +53,7 @@ def test_config_hash_ignores_spelled_out_defaults_and_name(tmp_path):
         (GOOD.replace("b: 0.4", "b: 1.5"), r"c\.yaml:5: pipeline\[0\]\.bm25\.b: Input should be less than or equal"),
         (GOOD.replace("dataset: sample\n", ""), r"c\.yaml:\d+: dataset: required key is missing"),
         ("name: t\ndataset: [unclosed\n", r"c\.yaml:\d+: not valid YAML"),
+        (GOOD.replace("bm25: {k1: 0.9, b: 0.4, k: 100}", "ltr: {model: m}"), r"c\.yaml:5: pipeline\[0\]\.ltr: reranks"),
     ],
 )
 def test_bad_config_errors_name_file_line_and_key(tmp_path, text, pattern):

@@ -128,3 +128,14 @@ def test_a_long_query_cannot_push_its_instruction_out_of_the_window():
     (first,) = pair_segments([query], [instruction], tokenizer.sep_token, tokenizer, 256)
     pair = tokenizer(first, "a passage " * 300, truncation=True, max_length=256)
     assert instruction in tokenizer.decode(pair["input_ids"])  # truncation cuts the passage, not the instruction
+
+
+def test_length_sorted_batches_are_longest_first_and_stable():
+    from cascade.indexes.batching import length_sorted_batches, pad_rows
+
+    batches = length_sorted_batches([2, 5, 2, 7, 5, 2], 4)
+    assert [b.tolist() for b in batches] == [[3, 1, 4, 0], [2, 5]]  # ties keep input order
+    assert length_sorted_batches([], 4) == []
+    ids, mask = pad_rows([[1, 2], [3, 4, 5], [6]], [1, 2], pad_id=0)
+    assert ids.tolist() == [[3, 4, 5], [6, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert ids.dtype == mask.dtype == np.int64

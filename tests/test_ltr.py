@@ -77,7 +77,7 @@ def test_training_is_deterministic(tmp_path):
 def test_overlapping_training_queries_are_refused(tmp_path):
     config = tmp_path / "bad.yaml"
     config.write_text(TINY.read_text().replace("test_datasets: []", "test_datasets: [sample]"))
-    pattern = r"bad\.yaml: train\.dataset: \d+ training queries are test queries of .sample."
+    pattern = r"bad\.yaml:\d+: train\.dataset: \d+ training queries are test queries of .sample."
     with pytest.raises(CascadeError, match=pattern):
         ensure_trained(config, Context(ArtifactStore(tmp_path / "cache"), data_dir=None, threads=2, progress=False))
 
@@ -97,3 +97,23 @@ def test_groups_without_relevant_candidates_are_skipped_and_counted(tmp_path):
     env = Context(ArtifactStore(tmp_path / "cache"), threads=2, progress=False)
     folder = ensure_trained(config, env)
     assert json.loads((folder / "card.json").read_text())["skipped_groups_without_relevant"] > 0
+
+
+@pytest.mark.parametrize(
+    ("change", "pattern"),
+    [
+        (("num_leaves: 7", "num_leavez: 7"), r"bad\.yaml:9: lightgbm\.num_leavez: unknown key"),
+        (("dev_fraction: 0.3", "dev_fraction: 3"), r"bad\.yaml:4: train\.dev_fraction: Input should be less than 1"),
+        (("  - bm25: {k: 30}", "  - bm26: {k: 30}"), r"bad\.yaml:7: candidates\[0\]: one stage per item, one of "),
+        (("  - bm25: {k: 30}", "  - bm25: {k: ten}"), r"bad\.yaml:7: candidates\[0\]\.bm25\.k: Input should be"),
+        (("kind: ltr", "kind: ltrr"), r"bad\.yaml:2: kind: unknown trainer 'ltrr'; known: cross-encoder, ltr"),
+        (("kind: ltr\n", ""), r"bad\.yaml:2: kind: required key is missing: the trainer, one of cross-encoder, ltr"),
+    ],
+)
+def test_training_config_errors_name_file_line_and_key(tmp_path, change, pattern):
+    config = tmp_path / "bad.yaml"
+    text = TINY.read_text()
+    assert change[0] in text
+    config.write_text(text.replace(*change))
+    with pytest.raises(CascadeError, match=pattern):
+        ensure_trained(config, Context(ArtifactStore(tmp_path / "cache"), data_dir=None, threads=2, progress=False))

@@ -11,10 +11,11 @@ import pytest
 
 from cascade.core.errors import CascadeError
 from cascade.eval.datasets import load_dataset
+from cascade.eval.pareto import pareto_front
 from cascade.eval.report import ReportOptions, build_board, collect_runs
 from cascade.eval.report.html import leaderboard_html
 from cascade.eval.report.markdown import README_END, README_START, embed, leaderboard_markdown
-from cascade.eval.report.plot import Point, pareto_front
+from cascade.eval.report.plot import Point
 from cascade.eval.topdocs import read_topdocs, snippet, topdocs_jsonl
 from cascade.pipelines.config import load_config
 from cascade.pipelines.runner import run_config
@@ -168,7 +169,17 @@ def test_cli_compare_refuses_what_cannot_be_compared(cascade, runs, tmp_path):
 
 def test_pareto_front_keeps_only_undominated_runs():
     points = [Point("fast", 1, 0.4), Point("slow-good", 50, 0.7), Point("dominated", 60, 0.5), Point("mid", 10, 0.6)]
-    assert [points[i].label for i in pareto_front(points)] == ["fast", "mid", "slow-good"]
+    front = pareto_front([(p.ms, p.score) for p in points])
+    assert [points[i].label for i in front] == ["fast", "mid", "slow-good"]
+
+
+def test_pareto_front_tie_rule():
+    """Equal cost: only the better one; equal quality: only the cheaper one; equal on both: all of them."""
+    assert pareto_front([(1.0, 0.5), (1.0, 0.6)]) == [1]
+    assert pareto_front([(2.0, 0.6), (1.0, 0.6)]) == [1]
+    assert pareto_front([(1.0, 0.6), (0.5, 0.2), (1.0, 0.6)]) == [1, 0, 2]
+    assert pareto_front([(None, 0.9), (1.0, float("nan")), (2.0, 0.1)]) == [2]
+    assert pareto_front([]) == []
 
 
 def test_embed_keeps_everything_outside_the_markers():

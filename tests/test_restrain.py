@@ -17,8 +17,9 @@ from cascade.core.env import Context
 from cascade.core.errors import CascadeError
 from cascade.core.store import ArtifactStore
 from cascade.eval.datasets import load_dataset
-from cascade.pipelines.restrain import RestrainTask, capped, deep_merge
-from cascade.pipelines.suite import Task, load_pipelines, run_suite
+from cascade.pipelines.suites import load_pipelines, run_suite
+from cascade.pipelines.suites.restrain import Restrain
+from cascade.pipelines.suites.retraining import RestrainSpec, capped, deep_merge, trained_refs
 from cascade.pipelines.train import model_key, read_training_config
 from cascade.rankers.pool import NotApplicable
 
@@ -150,20 +151,18 @@ def test_ids_read_as_numbers_are_query_ids() -> None:
 
 
 def test_task_options_are_checked_and_other_trainers_are_skipped(tmp_path: Path) -> None:
-    from cascade.pipelines.restrain import trained_refs
-
     with pytest.raises(ValueError, match="unknown trainer kind 'ltx'"):
-        RestrainTask(overrides={"ltx": {}})
+        RestrainSpec(overrides={"ltx": {}})
     with pytest.raises(ValueError):
-        RestrainTask(k=1)
+        RestrainSpec(k=1)
     _, (ref,) = load_pipelines([PIPELINE])
     with pytest.raises(NotApplicable, match="ltr model .* is not retrained"):
-        trained_refs(ref, RestrainTask(trainers=["cross-encoder"]))
-    spec = RestrainTask(overrides={"ltr": {"lightgbm": {"n_estimators": 5}, "train": {"dev_fraction": 0.5}}})
+        trained_refs(ref, RestrainSpec(trainers=["cross-encoder"]))
+    spec = RestrainSpec(overrides={"ltr": {"lightgbm": {"n_estimators": 5}, "train": {"dev_fraction": 0.5}}})
     (small,) = trained_refs(ref, spec)
     assert small.base["lightgbm"]["n_estimators"] == 5 and small.base["lightgbm"]["num_leaves"] == 7
     assert small.base["train"] == {"dataset": "sample", "dev_fraction": 0.5}
-    assert Task("restrain", spec).key["restrain"]["overrides"]["ltr"]["lightgbm"] == {"n_estimators": 5}
+    assert Restrain(spec).key["restrain"]["overrides"]["ltr"]["lightgbm"] == {"n_estimators": 5}
     assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"b": None}}) == {"a": {"b": None, "c": 2}}
 
 

@@ -12,11 +12,11 @@ import pytest
 
 from cascade.core.errors import CascadeError
 from cascade.core.store import ArtifactStore
-from cascade.eval.datasets import load_dataset
+from cascade.eval.datasets import doc_text, load_dataset
 from cascade.pipelines.config import load_config
 from cascade.pipelines.runner import run_config
 from cascade.rankers import Context
-from cascade.rankers.sparse import Sparse, corpus_vectors, doc_text, load_vectors
+from cascade.rankers.sparse import Sparse, corpus_vectors, load_vectors
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {name: ROOT / "configs" / "sample" / f"splade-{name}.yaml" for name in ("exact", "seismic", "lucene-impact")}
@@ -192,10 +192,11 @@ def test_query_with_only_unknown_terms_gets_an_empty_result(sample, ctx, capsys)
             return [rows[0], (unused, np.ones(3, np.float32)), rows[2]], qps
 
         stage.encode_queries = fake.__get__(stage)
-        run = stage.transform(queries, ctx)
+        out = stage.apply(queries, ctx, [])
+        run, stats = out.run, out.stats
         assert list(run["qid"].unique()) == [queries.qid[0], queries.qid[2]], index
-        assert stage.last_stats["empty_queries"] == 1 and stage.last_stats["unknown_term_queries"] == 1, index
-        assert stage.last_stats["empty_qids"] == [queries.qid[1]]
+        assert stats["empty_queries"] == 1 and stats["unknown_term_queries"] == 1, index
+        assert stats["empty_qids"] == [queries.qid[1]]
         assert "1 of 3 queries matched no document" in capsys.readouterr().err
 
 
@@ -315,7 +316,7 @@ def test_sweep_config_errors_are_one_line(cascade, tmp_path):
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(f"name: s\nbase: {CONFIGS['seismic']}\ngrid:\n  sparse.seismic.heap_factor: [0.5, 2.0]\n")
     result = cascade("sweep", sweep, "--out", tmp_path / "sweeps", "--cache", tmp_path / "c")
-    assert_one_line_error(result, r"sweep\.yaml: grid sparse\.seismic\.heap_factor=2\.0: ")
+    assert_one_line_error(result, r"sweep\.yaml:4: grid\.sparse\.seismic\.heap_factor\[1\]: value 2\.0: ")
 
 
 def test_pareto_frontier_keeps_points_no_other_beats():

@@ -15,7 +15,7 @@ from cascade.eval.report import ReportOptions
 from cascade.eval.report.board import build_board
 from cascade.eval.report.markdown import leaderboard_markdown
 from cascade.eval.report.runs import collect_runs
-from cascade.pipelines.suite import run_suite
+from cascade.pipelines.suites import load_pipelines, run_suite
 from cascade.rankers.pool import Pool
 from tests.test_cli_errors import assert_clean_failure
 
@@ -141,8 +141,6 @@ def test_an_unknown_task_kind_names_the_line(tmp_path: Path, cascade) -> None:
 
 
 def test_pipelines_with_one_short_name_but_different_chains_keep_their_full_names(tmp_path: Path) -> None:
-    from cascade.pipelines.suite import load_pipelines
-
     paths = []
     for name, depth in (("dl19-x", 10), ("dl20-x", 20), ("dl20-y", 10)):
         dataset = f"msmarco-passage/{name.split('-')[0]}"

@@ -1,7 +1,8 @@
 """The efficiency-effectiveness plot as inline SVG, drawn here so the page needs no plotting library or network.
 
 x is latency (ms/query, log scale when it spans more than a decade), y the effectiveness measure. The Pareto
-frontier, the runs no other run beats on both axes at once, is highlighted and joined by a step line.
+frontier, the runs no other run beats on both axes at once (`cascade.eval.pareto`, ties included), is highlighted
+and joined by a step line.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import html
 import math
 from dataclasses import dataclass
+
+from cascade.eval.pareto import pareto_front
 
 WIDTH, HEIGHT = 780, 380
 LEFT, RIGHT, TOP, BOTTOM = 64, 200, 24, 52
@@ -20,20 +23,6 @@ class Point:
     ms: float
     score: float
     baseline: bool = False
-
-
-def pareto_front(points: list[Point]) -> list[int]:
-    """Indices of the points that no other point dominates (at most as slow and at least as good, one strictly)."""
-    front = []
-    for i, p in enumerate(points):
-        dominated = any(
-            q.ms <= p.ms and q.score >= p.score and (q.ms < p.ms or q.score > p.score)
-            for j, q in enumerate(points)
-            if j != i
-        )
-        if not dominated:
-            front.append(i)
-    return sorted(front, key=lambda i: (points[i].ms, -points[i].score))
 
 
 def _nice_step(span: float, count: int = 5) -> float:
@@ -141,7 +130,7 @@ def efficiency_plot(points: list[Point], measure: str, title: str) -> str:
         f'<text class="axis" transform="translate(16 {TOP + plot_h / 2:.1f}) rotate(-90)" '
         f'text-anchor="middle">{esc(measure)}</text>'
     )
-    front = pareto_front([Point(p.label, x, p.score) for p, x in zip(points, xs, strict=True)])
+    front = pareto_front([(x, p.score) for p, x in zip(points, xs, strict=True)])
     if len(front) > 1:
         # A step line: between two frontier runs, the best score on offer is the faster one's.
         path = [f"M{sx(xs[front[0]]):.1f},{sy(points[front[0]].score):.1f}"]

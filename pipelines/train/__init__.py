@@ -14,16 +14,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
+from pydantic import BaseModel
 
+from cascade.core.configfile import error_at, line_of, read_yaml, validate
 from cascade.core.digest import content_key
 from cascade.core.env import Context
 from cascade.core.errors import CascadeError
+from cascade.core.paths import TRAIN_PREFIX
 
-TRAIN_PREFIX = "train:"
 MODELS = "models"
+WHAT = "training config"
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -56,23 +60,43 @@ def _load_trainers() -> None:
 
 
 def read_training_config(path: str | Path) -> tuple[dict, Trainer]:
+    """(the parsed YAML, its trainer); errors are `file:line: key: message` (cascade.core.configfile)."""
     path = Path(path)
-    if not path.is_file():
-        raise CascadeError("training config not found", where=str(path))
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise CascadeError("not valid YAML", where=f"{path}:{mark.line + 1}" if mark else str(path)) from None
-    if not isinstance(data, dict) or "kind" not in data:
+    data, root = read_yaml(path, WHAT)
+    if not isinstance(data, dict):
         raise CascadeError("a training config is a YAML mapping with a 'kind' key", where=str(path))
     _load_trainers()
+    known = ", ".join(sorted(TRAINERS))
+    if "kind" not in data:
+        raise error_at(path, root, ("kind",), f"required key is missing: the trainer, one of {known}")
     trainer = TRAINERS.get(data["kind"])
     if trainer is None:
-        raise CascadeError(
-            f"kind: unknown trainer {data['kind']!r}; known: {', '.join(sorted(TRAINERS))}", where=str(path)
-        )
+        raise error_at(path, root, ("kind",), f"unknown trainer {data['kind']!r}; known: {known}")
     return data, trainer
+
+
+def config_tree(path: Path) -> yaml.Node | None:
+    """The YAML node tree of a training config (for line numbers); None when it cannot be read again."""
+    try:
+        return read_yaml(path, WHAT)[1]
+    except CascadeError:
+        return None
+
+
+def parse_config(model: type[M], data: dict, path: Path) -> M:
+    """A trainer's pydantic model of `data` (read from `path`); errors are `file:line: key: message`."""
+    return validate(model, data, path, config_tree(path))
+
+
+def key_locator(path: Path) -> Callable[[str], str]:
+    """`where` for an error at a dotted config key: `file:line` of that key, else the file."""
+    root = config_tree(path)
+
+    def where(key: str) -> str:
+        line = line_of(root, tuple(key.split("."))) if root is not None else None
+        return f"{path}:{line}" if line else str(path)
+
+    return where
 
 
 def model_key(data: dict, trainer: Trainer, inputs: dict | None = None) -> str:

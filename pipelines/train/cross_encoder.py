@@ -28,12 +28,11 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from cascade.core.env import Context
 from cascade.core.errors import CascadeError
-from cascade.pipelines.train import Trainer, register
+from cascade.pipelines.train import Trainer, key_locator, parse_config, register
 from cascade.pipelines.train.data import DataSpec, TrainingData, build_training_data, data_fingerprint, epoch_order
 
 TRAINER_VERSION = 1
@@ -76,30 +75,8 @@ class CrossEncoderTrainConfig(_Strict):
     keep: Literal["last", "best"] = Field("last", description="save the last weights, or the best by dev nDCG@10")
 
 
-def key_locator(path: Path):
-    """`where` for an error at a dotted config key: `file:line` of that key, else the file."""
-    from cascade.pipelines.config import _line_of
-
-    try:
-        root = yaml.compose(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        root = None
-
-    def where(key: str) -> str:
-        line = _line_of(root, tuple(key.split("."))) if root is not None else None
-        return f"{path}:{line}" if line else str(path)
-
-    return where
-
-
 def parse(data: dict, path: Path) -> CrossEncoderTrainConfig:
-    try:
-        return CrossEncoderTrainConfig.model_validate(data)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        key = ".".join(str(p) for p in error["loc"])
-        message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
-        raise CascadeError(f"{key}: {message}", where=key_locator(path)(key)) from None
+    return parse_config(CrossEncoderTrainConfig, data, path)
 
 
 def fingerprint(data: dict, path: Path, env: Context) -> dict:
@@ -134,12 +111,13 @@ def batch_scores(scorer, first: list[str], second: list[str], max_length: int, m
     """Scores with grad for all pairs of one step, computed in length-sorted micro-batches (less padding)."""
     import torch
 
-    from cascade.rankers.cross_encoder import forward_logits, length_batches, pad_batch, tokenize_pairs
+    from cascade.indexes.batching import length_sorted_batches
+    from cascade.rankers.cross_encoder import forward_logits, pad_batch, tokenize_pairs
 
     tokens = tokenize_pairs(scorer.tokenizer, first, second, max_length)
     pad_id = scorer.tokenizer.pad_token_id or 0
     parts, order = [], []
-    for rows in length_batches([len(x) for x in tokens["input_ids"]], micro_batch):
+    for rows in length_sorted_batches([len(x) for x in tokens["input_ids"]], micro_batch):
         parts.append(forward_logits(scorer, pad_batch(tokens, rows, pad_id)))
         order.extend(rows.tolist())
     scores = torch.empty(len(first), device=parts[0].device, dtype=parts[0].dtype)
@@ -185,7 +163,8 @@ def load_base(config: CrossEncoderTrainConfig, path: Path, device: str):
         tokenizer = AutoTokenizer.from_pretrained(resolved)
         model = AutoModelForSequenceClassification.from_pretrained(resolved, num_labels=1)
     except (OSError, ValueError) as exc:
-        raise CascadeError(f"model: cannot load '{resolved}' ({str(exc).splitlines()[0]})", where=str(path)) from None
+        message = f"model: cannot load '{resolved}' ({str(exc).splitlines()[0]})"
+        raise CascadeError(message, where=key_locator(path)("model")) from None
     finally:
         transformers.utils.logging.set_verbosity(level)
     return tokenizer, model.to(device)

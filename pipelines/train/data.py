@@ -20,9 +20,11 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cascade.core.env import Context
 from cascade.core.errors import CascadeError
-
-DATA_PREFIX = "data:"
+from cascade.core.paths import resolve_path
+from cascade.rankers.engine import execute
+from cascade.rankers.lucene import BM25
 
 
 class ExcludedQueries(BaseModel):
@@ -122,18 +124,6 @@ def read_triples(path: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["qid", "query", "positive", "negative"])
 
 
-def resolve_path(value: str, data_dir: Path | None, key: str) -> Path:
-    if value.startswith(DATA_PREFIX):
-        if data_dir is None:
-            raise CascadeError(f"{key}: {value!r} is under the data dir: pass --data-dir or set CASCADE_DATA")
-        path = data_dir / value.removeprefix(DATA_PREFIX)
-    else:
-        path = Path(value).expanduser()
-    if not path.is_file():
-        raise CascadeError(f"{key}: file '{path}' does not exist")
-    return path
-
-
 def split_dev(qids: list[str], n_dev: int, seed: int, key: str = "train.dev_queries") -> tuple[list[str], list[str]]:
     """(train, dev) qids: a seeded permutation, each part kept in the dataset's order (both trainers use it)."""
     if n_dev >= len(qids):
@@ -173,8 +163,6 @@ def first_segment(frame: pd.DataFrame, sep: str) -> list[str]:
 
 def training_context(dataset, env, seed: int):
     """The stage context of a training command: its dataset's corpus and the command's cache and threads."""
-    from cascade.rankers import Context
-
     return Context(
         store=env.store,
         corpus=dataset.corpus,
@@ -187,15 +175,11 @@ def training_context(dataset, env, seed: int):
 
 def run_candidates(stages: list, queries: pd.DataFrame, ctx) -> pd.DataFrame:
     """Training candidates come from the same cached stages a pipeline runs, so training and test see one BM25."""
-    from cascade.pipelines.runner import execute
-
     return execute(stages, queries, ctx).frame
 
 
 def bm25_candidates(queries: pd.DataFrame, dataset, spec: DataSpec, env, depth: int, seed: int) -> pd.DataFrame:
     """cascade's `bm25` stage over the dataset's corpus, cached like any pipeline stage."""
-    from cascade.rankers import BM25
-
     stage = BM25(**{**spec.bm25, "k": depth})
     return run_candidates([stage], queries, training_context(dataset, env, seed))
 

@@ -20,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from cascade.core.configfile import error_at, validate
 from cascade.core.env import Context
 from cascade.core.errors import CascadeError
-from cascade.pipelines.train import Trainer, register
+from cascade.pipelines.train import Trainer, config_tree, key_locator, register
 from cascade.pipelines.train.data import ExcludedQueries
 
 
@@ -58,13 +59,17 @@ class LTRTrainConfig(_Strict):
 
 
 def parse(data: dict, path: Path) -> LTRTrainConfig:
-    try:
-        return LTRTrainConfig.model_validate(data)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        key = ".".join(str(p) for p in error["loc"])
-        message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
-        raise CascadeError(f"{key}: {message}", where=str(path)) from None
+    """The config, its `candidates` checked like a pipeline's stages; errors are `file:line: key: message`."""
+    from cascade.rankers import STAGES
+
+    root = config_tree(path)
+    config = validate(LTRTrainConfig, data, path, root)
+    for index, item in enumerate(config.candidates):
+        name = next(iter(item)) if len(item) == 1 else None
+        if name not in STAGES:
+            raise error_at(path, root, ("candidates", index), f"one stage per item, one of {', '.join(STAGES)}")
+        validate(STAGES[name].Params, item[name] or {}, path, root, ("candidates", index, name))
+    return config
 
 
 def split_queries(queries: pd.DataFrame, dev_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -91,13 +96,14 @@ def train_ltr(data: dict, path: Path, env: Context, out: Path) -> dict:
     from cascade.rankers.ltr import feature_matrix, feature_names
 
     config = parse(data, path)
+    where = key_locator(path)
     dataset = load_dataset(config.train.dataset, env.data_dir)
-    queries = without_excluded(dataset.queries, config.train.exclude_queries, str(path))
+    queries = without_excluded(dataset.queries, config.train.exclude_queries, where("train.exclude_queries"))
     if config.train.max_queries:
         queries = queries.sample(n=min(config.train.max_queries, len(queries)), random_state=config.seed)
         queries = queries.sort_index()
     tests = {name: load_dataset(name, env.data_dir).queries for name in config.test_datasets}
-    refuse_overlap({"train.dataset": queries}, tests, lambda key: str(path))
+    refuse_overlap({"train.dataset": queries}, tests, where)
     ctx = training_context(dataset, env, config.seed)
     stages = [STAGES[name](**(params or {})) for item in config.candidates for name, params in item.items()]
     frame = run_candidates(stages, queries, ctx)
@@ -110,7 +116,8 @@ def train_ltr(data: dict, path: Path, env: Context, out: Path) -> dict:
         queries[queries["qid"].isin(set(frame.loc[useful, "qid"]))], config.train.dev_fraction, config.seed
     )
     if len(train_q) < 2:
-        raise CascadeError("train.dataset: fewer than 2 query groups with a relevant candidate", where=str(path))
+        message = "train.dataset: fewer than 2 query groups with a relevant candidate"
+        raise CascadeError(message, where=where("train.dataset"))
 
     def part(qids: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[int]]:
         mask = frame["qid"].isin(set(qids["qid"])).to_numpy()
