@@ -1,4 +1,5 @@
-# cascade: `make demo` installs everything and runs the main job on the built-in sample; `make test` tests.
+# cascade: `make demo` installs everything and runs the main job on the built-in sample; `make test` tests;
+# `make regressions` reruns the real-data configs against their expected scores (the regression matrix).
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV ?= .venv
@@ -11,7 +12,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 RUNS ?= runs
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench leaderboard clean
+.PHONY: install demo test lint bench regressions leaderboard clean
 
 install: $(STAMP)
 
@@ -51,10 +52,20 @@ bench: install
 	$(BIN)/python bench/dense_speed.py --data-dir "$(CASCADE_DATA)" --out bench/RESULTS.md
 	$(BIN)/python bench/leaderboard_speed.py --out bench/RESULTS.md
 
-# Every suite runs for the standard pipelines. Real-data results go to $(RUNS)/real and, as Markdown stamped with
-# the commit, between README.md's leaderboard markers; everything goes into the static site $(RUNS)/site. Without
-# a data dir only the built-in sample runs, and the README is left as it is.
+# Every suite runs for the standard pipelines, once the regression matrix passes (`cascade verify`: a FAIL leaves
+# README.md as it is). Real-data results go to $(RUNS)/real and, as Markdown stamped with the commit, between
+# README.md's leaderboard markers; everything goes into the static site $(RUNS)/site. Without a data dir only the
+# built-in sample runs, and the README is left as it is.
 REAL_CONFIGS ?= $(wildcard configs/msmarco/*.yaml)
+# The regression matrix, as Anserini's regressions: every real-data config and configs/regressions/ (figures a suite
+# reports, e.g. NevIR's paired accuracy) rerun and checked against its `expected:` block; OK, OKISH (within 1.5x the
+# tolerance) or FAIL, and a non-zero exit on FAIL. The sample's expectations run in `make test` (tests/test_verify.py).
+REGRESSION_CONFIGS ?= $(REAL_CONFIGS) $(wildcard configs/regressions/*.yaml)
+VERIFY := $(BIN)/cascade verify -q
+regressions: install
+	@test -n "$(CASCADE_DATA)" || { echo "make regressions reads MS MARCO and NevIR from the data dir: set CASCADE_DATA"; exit 2; }
+	$(VERIFY) $(REGRESSION_CONFIGS)
+
 SUITE_PIPELINES ?= $(addprefix configs/msmarco/dl19-,bm25.yaml bm25-rm3.yaml dense.yaml bm25-dense-rerank.yaml \
 	bm25-ce.yaml bm25-ltr.yaml)
 # In the pool protocol bm25 >> dense_rerank ranks each pool exactly as dense does, so BIRCO runs it once.
@@ -68,6 +79,7 @@ leaderboard: install
 	$(SUITE) configs/suites/sample-negation.yaml $(addprefix -p ,$(SAMPLE_PIPELINES)) --out $(RUNS)/sample
 	$(SUITE) configs/suites/sample-instruction.yaml $(addprefix -p ,$(SAMPLE_PIPELINES)) --out $(RUNS)/sample
 	@if [ -n "$(CASCADE_DATA)" ]; then \
+	  $(VERIFY) $(REGRESSION_CONFIGS) || { echo "a regression failed (the matrix above): README.md is left as it is"; exit 1; }; \
 	  $(SUITE) configs/suites/msmarco.yaml $(addprefix -p ,$(REAL_CONFIGS)) --out $(RUNS)/real && \
 	  $(SUITE) configs/suites/negation.yaml $(addprefix -p ,$(SUITE_PIPELINES)) --out $(RUNS)/real && \
 	  $(SUITE) configs/suites/instruction.yaml $(addprefix -p ,$(INSTRUCTION_PIPELINES)) --out $(RUNS)/real && \

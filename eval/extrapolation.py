@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from cascade.core.errors import CascadeError, warn
-from cascade.eval.frames import open_text, read_qrels
+from cascade.eval.frames import open_text, read_qrels, reading
 
 SIDES = ("interpolation", "extrapolation")
 # The ReSTTest files name their test sets after the paper; cascade names datasets after its registry.
@@ -74,7 +74,7 @@ def _read_split_table(path: Path, testset: str) -> pd.DataFrame:
     rows: list[tuple[int, str, str]] = []
     seen: dict[tuple[int, str], int] = {}
     testsets: set[str] = set()
-    with open_text(path) as handle:
+    with reading(path, "ReSTTest splits"), open_text(path) as handle:
         for number, line in enumerate(handle, 1):
             fields = line.split()
             if not fields or (number == 1 and fields[0] == "bucket"):

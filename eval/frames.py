@@ -10,9 +10,12 @@ stage. Writers are atomic.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
+import re
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -35,6 +38,75 @@ def open_text(path: str | Path) -> io.TextIOBase:
     if path.suffix == ".gz":
         return gzip.open(path, "rt", encoding="utf-8")
     return open(path, encoding="utf-8")
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+_SPACE = re.compile(r"\s")
+
+
+@contextlib.contextmanager
+def reading(path: str | Path, what: str = "text") -> Iterator[None]:
+    """Turn what a damaged file raises while being read (bad UTF-8, broken gzip, binary data, an unreadable
+    file) into one CascadeError naming the file, and the line where there is one. Readers wrap their parsing."""
+    try:
+        yield
+    except CascadeError:
+        raise
+    except (UnicodeDecodeError, EOFError, zlib.error, OSError) as exc:
+        raise damaged_file(Path(path), what, exc) from None
+
+
+def damaged_file(path: Path, what: str, exc: BaseException | None = None) -> CascadeError:
+    """Why `path` cannot be read as text: one pass over its bytes finds the broken gzip stream or the first
+    line that is not UTF-8 (or holds a NUL byte: binary data); `exc` is the fallback when the bytes look fine."""
+    try:
+        with open(path, "rb") as raw:
+            magic = raw.read(2)
+    except OSError as error:
+        return CascadeError(f"cannot read the {what} file ({error.strerror or error})", where=str(path))
+    gz = path.suffix == ".gz"
+    if gz and magic != GZIP_MAGIC:
+        return CascadeError(f"named .gz but not gzip-compressed; not a {what} file", where=str(path))
+    if not gz and magic == GZIP_MAGIC:
+        return CascadeError(f"gzip-compressed, but its name does not end in .gz; not a {what} file", where=str(path))
+    number = 0
+    try:
+        with gzip.open(path, "rb") if gz else open(path, "rb") as handle:
+            for number, line in enumerate(handle, 1):
+                if b"\x00" in line:
+                    return CascadeError(f"binary data (a NUL byte), not a {what} file", where=f"{path}:{number}")
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError as bad:
+                    byte = line[bad.start : bad.start + 1].hex()
+                    return CascadeError(
+                        f"not UTF-8 text (byte 0x{byte} at column {bad.start + 1}); not a {what} file",
+                        where=f"{path}:{number}",
+                    )
+    except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+        reason = "truncated" if isinstance(error, EOFError) else "corrupt"
+        after = f" after line {number}" if number else ""
+        return CascadeError(f"{reason} gzip data{after}; not a {what} file", where=str(path))
+    except OSError as error:
+        return CascadeError(f"cannot read the {what} file ({error.strerror or error})", where=str(path))
+    detail = f"{type(exc).__name__}: {exc}" if exc is not None else "unknown"
+    return CascadeError(f"cannot read the {what} file ({detail.splitlines()[0]})", where=str(path))
+
+
+def check_text_file(path: Path, what: str, size: int = 1 << 16) -> None:
+    """Refuse at once a file whose first bytes are binary, or not what its name says (gzip or plain)."""
+    if not path.is_file():
+        raise CascadeError("file not found" if not path.exists() else "not a file", where=str(path))
+    with reading(path, what), open(path, "rb") as raw:
+        head = raw.read(size)
+    gz = path.suffix == ".gz"
+    if (head[:2] == GZIP_MAGIC) != gz:
+        raise damaged_file(path, what)
+    if gz:
+        with reading(path, what), gzip.open(path, "rb") as handle:
+            head = handle.read(size)
+    if b"\x00" in head:
+        raise damaged_file(path, what)
 
 
 def _line_of_row(path: Path, row: int) -> int:
@@ -78,14 +150,15 @@ def _read_whitespace_table(path: Path, ncols: int, what: str) -> pd.DataFrame:
     return table
 
 
-def _numeric(table: pd.DataFrame, col: int, path: Path, name: str, integer: bool = False) -> pd.Series:
+def _numeric(table: pd.DataFrame, col: int, path: Path, name: str, integer: bool = False, offset: int = 0) -> pd.Series:
+    """Column `col` as numbers; `offset` counts the lines before the table's first row (a header)."""
     values = pd.to_numeric(table[col], errors="coerce")
     bad = values.isna() | (~np.isfinite(values)) if not integer else values.isna() | (values % 1 != 0)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise CascadeError(
             f"{name} {table[col].iloc[row]!r} is not {'an integer' if integer else 'a number'}",
-            where=f"{path}:{_line_of_row(path, row)}",
+            where=f"{path}:{_line_of_row(path, row + offset)}",
         )
     return values.astype("int64") if integer else values.astype("float64")
 
@@ -97,24 +170,26 @@ def read_run(path: str | Path) -> pd.DataFrame:
     the rank column, and so must anything that compares runs.
     """
     path = Path(path)
-    run = _read_run_fast(path)
-    if run is None:
-        table = _read_whitespace_table(path, 6, "TREC run")
-        run = pd.DataFrame(
-            {
-                "qid": table[0].astype(str),
-                "docno": table[2].astype(str),
-                "score": _numeric(table, 4, path, "score"),
-                "rank": _numeric(table, 3, path, "rank", integer=True),
-            }
-        )
-    dup = _pair_codes(run).duplicated()
-    if dup.any():
-        row = int(np.flatnonzero(dup.to_numpy())[0])
-        raise CascadeError(
-            f"document {run.docno.iloc[row]!r} appears twice for query {run.qid.iloc[row]!r}",
-            where=f"{path}:{_line_of_row(path, row)}",
-        )
+    check_text_file(path, "TREC run")
+    with reading(path, "TREC run"):
+        run = _read_run_fast(path)
+        if run is None:
+            table = _read_whitespace_table(path, 6, "TREC run")
+            run = pd.DataFrame(
+                {
+                    "qid": table[0].astype(str),
+                    "docno": table[2].astype(str),
+                    "score": _numeric(table, 4, path, "score"),
+                    "rank": _numeric(table, 3, path, "rank", integer=True),
+                }
+            )
+        dup = _pair_codes(run).duplicated()
+        if dup.any():
+            row = int(np.flatnonzero(dup.to_numpy())[0])
+            raise CascadeError(
+                f"document {run.docno.iloc[row]!r} appears twice for query {run.qid.iloc[row]!r}",
+                where=f"{path}:{_line_of_row(path, row)}",
+            )
     return normalise_run(run)
 
 
@@ -216,6 +291,12 @@ def read_qrels(path: str | Path, label_scale: int | None = None) -> pd.DataFrame
     as `round(grade * scale)`: ir_measures needs integer grades, and nDCG is unchanged by scaling every gain.
     """
     path = Path(path)
+    check_text_file(path, "qrels")
+    with reading(path, "qrels"):
+        return _read_qrels(path, label_scale)
+
+
+def _read_qrels(path: Path, label_scale: int | None) -> pd.DataFrame:
     with open_text(path) as handle:
         first = handle.readline().split()
     header = bool(first) and first[0] in {"query-id", "query_id", "qid"}
@@ -227,9 +308,9 @@ def read_qrels(path: str | Path, label_scale: int | None = None) -> pd.DataFrame
         qid, docno, label, offset = table[0], table[2], 3, 0
     qrels = pd.DataFrame({"qid": qid.astype(str), "docno": docno.astype(str)})
     if label_scale is None:
-        qrels["label"] = _numeric(table, label, path, "label", integer=True)
+        qrels["label"] = _numeric(table, label, path, "label", integer=True, offset=offset)
     else:
-        qrels["label"] = np.rint(_numeric(table, label, path, "label") * label_scale).astype("int64")
+        qrels["label"] = np.rint(_numeric(table, label, path, "label", offset=offset) * label_scale).astype("int64")
     dup = qrels.duplicated(["qid", "docno"], keep=False)
     if dup.any():
         same = qrels[dup].groupby(["qid", "docno"])["label"].nunique()
@@ -304,7 +385,14 @@ def write_beir_folder(
 
 
 def check_queries(queries: pd.DataFrame, source: str, lines: list[int] | None = None) -> pd.DataFrame:
-    """Refuse empty queries and repeated qids; `lines` maps rows to file lines for the message."""
+    """Refuse empty queries, empty or spaced qids and repeated qids; `lines` maps rows to file lines."""
+    qids = queries["qid"].astype(str)
+    spaced = (qids == "") | qids.str.contains(_SPACE)
+    if spaced.any():
+        row = int(np.flatnonzero(spaced.to_numpy())[0])
+        where = f"{source}:{lines[row]}" if lines else source
+        problem = "is empty" if qids.iloc[row] == "" else "contains whitespace"
+        raise CascadeError(f"query id {qids.iloc[row]!r} {problem}: a TREC run cannot hold it", where=where)
     empty = queries["query"].fillna("").astype(str).str.strip() == ""
     if empty.any():
         row = int(np.flatnonzero(empty.to_numpy())[0])
@@ -322,7 +410,7 @@ def read_queries(path: str | Path) -> pd.DataFrame:
     """Read BEIR `queries.jsonl` (`_id`, `text`[, `instruction`]) or a TREC topics TSV (`qid<TAB>query`)."""
     path = Path(path)
     rows, lines = [], []
-    with open_text(path) as handle:
+    with reading(path, "queries"), open_text(path) as handle:
         jsonl = path.name.endswith((".jsonl", ".jsonl.gz"))
         for number, line in enumerate(handle, 1):
             if not line.strip():
@@ -353,7 +441,7 @@ def _query_columns(rows: list[dict]) -> list[str]:
 def iter_jsonl(path: str | Path, what: str = "JSON") -> Iterator[tuple[int, dict]]:
     """(line number, object) for each non-empty line; a line that is not a JSON object names the file and line."""
     path = Path(path)
-    with open_text(path) as handle:
+    with reading(path, what), open_text(path) as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
@@ -367,8 +455,46 @@ def iter_jsonl(path: str | Path, what: str = "JSON") -> Iterator[tuple[int, dict
 
 
 def iter_corpus(path: str | Path) -> Iterator[dict]:
-    """Yield BEIR corpus documents as `{"docno", "title", "text"}`; the line number names a broken record."""
+    """Yield BEIR corpus documents as `{"docno", "title", "text"}`; the line number names a broken record.
+
+    Document ids are checked here, so every stage sees the same refusal: an id that is empty, holds whitespace
+    (a TREC run line would get more than six fields) or appears twice (a run would repeat a (qid, docno) pair).
+    """
+    ids = DocIds(str(path))
     for number, obj in iter_jsonl(path, "BEIR corpus"):
         if "_id" not in obj:
             raise CascadeError("not a BEIR corpus line (no '_id')", where=f"{path}:{number}")
-        yield {"docno": str(obj["_id"]), "title": obj.get("title") or "", "text": obj.get("text") or ""}
+        value = obj["_id"]
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            raise CascadeError(f"document id {value!r} is not a string", where=f"{path}:{number}")
+        docno = ids.check(str(value), number)
+        yield {"docno": docno, "title": obj.get("title") or "", "text": obj.get("text") or ""}
+
+
+class DocIds:
+    """The ids of one corpus seen so far; `check` refuses an empty id, one with whitespace, or one seen before.
+
+    `position` is the id's line in a file (`source:line`), or its ordinal in a corpus with no file (`lines=False`).
+    """
+
+    def __init__(self, source: str, lines: bool = True) -> None:
+        self.source, self.lines = source, lines
+        self.seen: dict[str, int] = {}
+
+    def _where(self, position: int) -> str:
+        return f"{self.source}:{position}" if self.lines else f"{self.source} (document {position})"
+
+    def check(self, docno: str, position: int) -> str:
+        if not docno:
+            raise CascadeError("empty document id", where=self._where(position))
+        if _SPACE.search(docno):
+            raise CascadeError(
+                f"document id {docno!r} contains whitespace: a TREC run cannot hold it", where=self._where(position)
+            )
+        first = self.seen.setdefault(docno, position)
+        if first != position:
+            what = "line" if self.lines else "document"
+            raise CascadeError(
+                f"document id {docno!r} appears twice (first on {what} {first})", where=self._where(position)
+            )
+        return docno

@@ -66,6 +66,10 @@ def read_pairs(path: str | Path) -> Pairs:
             if value is None or (isinstance(value, str) and not value.strip()):
                 raise CascadeError(f"missing field '{name}'", where=f"{path}:{number}")
         pair = str(obj["id"])
+        if any(c.isspace() for c in pair):  # its queries and documents are `<id>-q1`, ...: TREC ids
+            raise CascadeError(
+                f"pair id {pair!r} contains whitespace: a TREC run cannot hold it", where=f"{path}:{number}"
+            )
         if pair in seen:
             raise CascadeError(f"pair id '{pair}' appears twice", where=f"{path}:{number}")
         seen.add(pair)

@@ -21,12 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cascade.core.configfile import error_at, line_of, read_yaml, validate, validation_error
 from cascade.core.digest import content_key
 from cascade.core.errors import CascadeError
+from cascade.core.paths import DATA_PREFIX, TRAIN_PREFIX, confined
 from cascade.eval.measures import DEFAULT_MEASURES, parse_measures
 from cascade.rankers.base import STAGES, Pipeline, build_pipeline
 
 
 class DatasetRef(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     name: str | None = None
     path: str | None = None
@@ -39,16 +40,77 @@ class DatasetRef(BaseModel):
         return self
 
 
+class ExpectedValue(BaseModel):
+    """One expected figure with its own tolerance (instead of the block's)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    value: float
+    tolerance: float = Field(..., ge=0)
+    why: str = ""
+
+
+class IndexFacts(BaseModel):
+    """Facts of the Lucene index the pipeline's bm25/rm3 stages search (as Anserini's `index_stats`); exact."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    documents: int | None = Field(None, ge=0)
+    non_empty_documents: int | None = Field(None, ge=0)
+    unique_terms: int | None = Field(None, ge=0)
+    total_terms: int | None = Field(None, ge=0)
+
+    def given(self) -> dict[str, int]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class Expected(BaseModel):
+    """What a config should score (`cascade verify`): never part of the config hash or any cache key.
+
+    expected:
+      tolerance: 1e-4                  # |actual - expected| <= tolerance: OK; <= 1.5x: OKISH; else FAIL
+      why: "BM25 on Lucene is exact arithmetic"
+      measures: {nDCG@10: 0.4641, AP(rel=2): {value: 0.3426, tolerance: 1e-3, why: "..."}}
+      index: {documents: 30000, total_terms: 1234567}
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tolerance: float = Field(..., ge=0)
+    why: str = Field(..., min_length=1)
+    measures: dict[str, float | ExpectedValue] = Field(default_factory=dict)
+    index: IndexFacts | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> Expected:
+        if not self.measures and (self.index is None or not self.index.given()):
+            raise ValueError("give expected 'measures' or 'index' facts (or both)")
+        return self
+
+    def values(self) -> dict[str, ExpectedValue]:
+        """Every expected measure with its tolerance (the block's unless it gives its own)."""
+        return {
+            name: v if isinstance(v, ExpectedValue) else ExpectedValue(value=v, tolerance=self.tolerance)
+            for name, v in self.measures.items()
+        }
+
+
+# numpy's and torch's seeds are unsigned 32-bit: anything else fails deep inside a run
+SEED_MAX = 2**32 - 1
+
+
 class Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: `seed: "7"` or `seed: true` is an error, never coerced
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
     description: str = ""
     dataset: DatasetRef
-    seed: int = 42
+    seed: int = Field(42, ge=0, le=SEED_MAX)
     measures: list[str] = Field(default_factory=lambda: list(DEFAULT_MEASURES), min_length=1)
     pipeline: list[dict[str, Any]] = Field(..., min_length=1)
     kind: Literal["pipeline"] = "pipeline"
+    expected: Expected | None = None  # for `cascade verify`; not in result_parts, so not in the config hash
 
     @field_validator("dataset", mode="before")
     @classmethod
@@ -100,13 +162,13 @@ def _check_chain(path: Path, root: yaml.Node | None, items: list, prefix: tuple,
         if params is not None and not isinstance(params, dict):
             raise error_at(path, root, loc, "parameters must be a mapping")
         cls = STAGES[name]
+        gets_run = index > 0 or not first
+        if cls.reranks and not gets_run:  # the chain's shape first, then the stage's parameters
+            raise error_at(path, root, loc, "reranks an upstream run: put a first stage (e.g. bm25) before it")
         try:
             checked = cls.Params(**(params or {}))
         except ValidationError as exc:
             raise validation_error(path, root, exc, loc) from None
-        gets_run = index > 0 or not first
-        if cls.reranks and not gets_run:
-            raise error_at(path, root, loc, "reranks an upstream run: put a first stage (e.g. bm25) before it")
         if cls.children_param is not None:
             for number, chain in enumerate(getattr(checked, cls.children_param)):
                 _check_chain(path, root, chain, (*loc, cls.children_param, number), first=not gets_run)
@@ -125,4 +187,108 @@ def load_config(path: str | Path) -> Config:
     parse_measures(config.measures, where=f"{path}:{line_of(root, ('measures',))}")
     if config.dataset.qrels not in ("default", "official"):
         raise error_at(path, root, ("dataset", "qrels"), "must be 'default' or 'official'")
+    if config.expected is not None:
+        _check_expected(path, root, config)
     return config
+
+
+# the stages that search the Lucene index of the dataset's corpus (what `expected.index` describes)
+LUCENE_STAGES = ("bm25", "rm3")
+
+
+def _check_expected(path: Path, root: yaml.Node | None, config: Config) -> None:
+    """Expected measures are measures the config computes; index facts need a stage that searches Lucene."""
+    scored = {str(m) for m in parse_measures(config.measures)}
+    for name in config.expected.measures:
+        loc = ("expected", "measures", name)
+        (measure,) = parse_measures([name], where=f"{path}:{line_of(root, loc)}")
+        if str(measure) not in scored:
+            raise error_at(path, root, loc, f"not one of the config's measures ({', '.join(config.measures)})")
+    if config.expected.index is not None:
+        names = {stage.name for top in config.build().stages for stage in top.walk()}
+        if not names & set(LUCENE_STAGES):
+            raise error_at(
+                path,
+                root,
+                ("expected", "index"),
+                "index facts are of the Lucene index a bm25 or rm3 stage searches; this pipeline has none",
+            )
+
+
+def preflight(config: Config, path: str | Path, data_dir: Path | None, *, dataset: bool = True) -> None:
+    """Everything about a loaded config that can be checked before any work, so that of several configs on one
+    command line none starts when one would fail: its dataset resolves (by name, or its folder exists), every
+    `data:` path in its stages exists inside the data dir, every `train:` training config exists and names a
+    known trainer, and every stage finds the upstream scores it needs. Errors name `file:line: key`.
+
+    `data_dir` is the resolved data dir (`cascade.core.paths.resolve_data_dir`); `dataset=False` skips the
+    dataset (a suite task that runs the pipeline on another one)."""
+    path = Path(path)
+    root = read_yaml(path, "config file")[1] if path.is_file() else None
+    if dataset:
+        from cascade.eval.datasets import load_dataset, load_folder
+
+        ref = config.dataset
+        try:
+            if ref.path is not None:
+                load_folder(ref.path)
+            else:
+                load_dataset(ref.name, data_dir, qrels=ref.qrels)
+        except CascadeError as exc:
+            raise error_at(path, root, ("dataset",), str(exc)) from None
+    check_refs(config.pipeline, ("pipeline",), path, root, data_dir)
+    _check_scores(config.build().stages, [], ("pipeline",), path, root)
+
+
+def check_refs(value: Any, loc: tuple, path: Path, root: yaml.Node | None, data_dir: Path | None) -> None:
+    """`data:` and `train:` strings anywhere in stage parameters (fusion inputs too) point at what exists."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_refs(item, (*loc, key), path, root, data_dir)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_refs(item, (*loc, index), path, root, data_dir)
+    elif isinstance(value, str) and value.startswith(DATA_PREFIX):
+        if data_dir is None:
+            raise error_at(path, root, loc, f"{value!r} is under the data dir: pass --data-dir or set CASCADE_DATA")
+        try:
+            target = confined(data_dir, value.removeprefix(DATA_PREFIX), "", value)
+        except CascadeError as exc:
+            raise error_at(path, root, loc, str(exc).removeprefix(": ")) from None
+        if not target.exists():
+            raise error_at(path, root, loc, f"'{target}' does not exist")
+    elif isinstance(value, str) and value.startswith(TRAIN_PREFIX):
+        from cascade.pipelines.train import read_training_config
+
+        target = Path(value.removeprefix(TRAIN_PREFIX))
+        if not target.is_file():
+            raise error_at(path, root, loc, f"training config '{target}' not found")
+        read_training_config(target)
+
+
+def _check_scores(stages: list, upstream: list[str], loc: tuple, path: Path, root: yaml.Node | None) -> None:
+    """Each stage that reads upstream stages' scores (ltr's features) finds them: the scores a chain carries are
+    those of the stages before it, named as the engine names them (`bm25`, `bm25#2`, ...)."""
+    carried = list(upstream)
+    for index, stage in enumerate(stages):
+        needs = getattr(stage, "upstream_scores", None)
+        wanted = needs() if callable(needs) else None
+        missing = [name for name in wanted or [] if name not in carried]
+        if missing:
+            available = ", ".join(carried) or "none"
+            raise error_at(
+                path,
+                root,
+                (*loc, index, stage.name),
+                f"needs the scores of {', '.join(repr(m) for m in missing)}, which no upstream stage provides "
+                f"(upstream: {available})",
+            )
+        if stage.children_param is not None:
+            for number, child in enumerate(stage.children()):
+                where = (*loc, index, stage.name, stage.children_param, number)
+                _check_scores(child.stages, carried, where, path, root)
+        column = stage.name
+        while column in carried:  # as engine.carry_scores names a stage that comes twice
+            base, _, count = column.partition("#")
+            column = f"{base}#{int(count) + 1 if count else 2}"
+        carried.append(column)

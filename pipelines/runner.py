@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from cascade.core.atomic import atomic_dir
+from cascade.core.atomic import refuse_unless_ours, replace_dir
 from cascade.core.digest import content_key, frame_digest
-from cascade.core.errors import CascadeError
+from cascade.core.errors import CascadeError, warn
 from cascade.core.store import ArtifactStore
-from cascade.eval.datasets import Dataset, load_dataset, load_folder
+from cascade.eval.datasets import Dataset, DownloadError, load_dataset, load_folder
 from cascade.eval.frames import format_run
-from cascade.eval.measures import evaluate, parse_measures
+from cascade.eval.measures import coverage_note, evaluate, parse_measures
 from cascade.eval.topdocs import lookup_texts, top_documents, topdocs_jsonl, wanted_docnos
 from cascade.pipelines.config import Config
 from cascade.pipelines.manifest import git_commit, host, package_versions
@@ -54,7 +54,12 @@ def build_stages(config: Config, env: Context) -> list[Stage]:
 def manifest_for(
     config: Config, config_path: Path | None, dataset: Dataset, done: Executed, ctx: Context, started: float, **extra
 ) -> dict:
-    """What a run folder says about how it was made: config hash, seed, stages and timings, versions, commit."""
+    """What a run folder says about how it was made: config hash, seed, stages and timings, versions, commit.
+
+    Everything that differs between two runs of one config (timings, the stages' wall-clock figures in
+    `summary`, versions, host, date) is here and only here, so the rest of the run folder is byte-identical.
+    `summary` holds all the stages' leaderboard figures, in SUMMARY_STATS order; metrics.json the others only."""
+    figures = stage_summary(done.timings)
     return {
         "name": config.name,
         "description": config.description,
@@ -72,6 +77,7 @@ def manifest_for(
         "run_key": done.run_key,
         "stages": [{**t.__dict__, "ms_per_query": round(t.ms_per_query, 4)} for t in done.timings],
         "ms_per_query": round(sum(t.ms_per_query for t in done.timings), 4),
+        **({"summary": figures} if figures else {}),
         **extra,
         "versions": package_versions(),
         "git": git_commit(),
@@ -102,14 +108,29 @@ class Artifacts:
     units: int | None = None
 
 
+def is_run_folder(path: Path) -> bool:
+    """A folder cascade wrote: it holds a manifest.json with a config hash (never read as anything else)."""
+    try:
+        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and "config_hash" in manifest
+
+
+def check_run_folder(folder: Path) -> None:
+    """Before any work: `folder` is absent or a run folder cascade wrote; anything else is a user's, kept."""
+    refuse_unless_ours(folder, is_run_folder)
+
+
 def write_run_folder(folder: Path, artifacts: Artifacts, **extra) -> None:
     """The one writer of run folders, all or nothing: the files, metrics.json, manifest.json and the config.
-    `extra` manifest fields (a suite's) come before the artifacts' own."""
+    `extra` manifest fields (a suite's) come before the artifacts' own. Only a run folder replaces a run folder
+    (`replace_dir`): a user's folder or file at that path is refused, never touched."""
     a = artifacts
     manifest = manifest_for(a.config, a.config_path, a.dataset, a.done, a.ctx, a.started, **(extra | a.extra))
     if a.units is not None:
         manifest["dataset"]["queries"] = a.units
-    with atomic_dir(folder) as tmp:
+    with replace_dir(folder, is_run_folder) as tmp:
         for name, source in a.files.items():
             if isinstance(source, bytes):
                 (tmp / name).write_bytes(source)
@@ -132,6 +153,7 @@ def run_config(
     session: Context | None = None,
 ) -> RunResult:
     """Run one pipeline config and write `<out_dir>/<name>/` atomically."""
+    check_run_folder(out_dir / config.name)
     session = session or Context.open(data_dir, cache_dir, threads, progress)
     dataset = open_dataset(config, session.data_dir)
     return run_on_dataset(config, config_path, dataset, out_dir / config.name, session)
@@ -167,6 +189,9 @@ def run_artifacts(
     measures = parse_measures(config.measures)
     ctx = session.for_run(dataset.corpus, config.seed)
     done = execute(build_stages(config, session), dataset.queries, ctx)
+    note = coverage_note(done.frame, dataset.qrels, where=f"{config.name} on {dataset_label or dataset.name}")
+    if note:  # every time, a cached run too: the scores below count those queries as 0
+        warn(note, where=f"{config.name} on {dataset_label or dataset.name}")
     outputs = _outputs(done.frame, done.run_key, dataset, measures, _tag(config.name), session.store)
     aggregate = json.loads((outputs / "measures.json").read_text())
     metrics = {
@@ -177,7 +202,7 @@ def run_artifacts(
         "measures": aggregate,
     }
     files: dict[str, Path | bytes] = {name: outputs / name for name in ("run.trec", "perquery.tsv", "topdocs.jsonl")}
-    summary = stage_summary(done.timings)
+    summary = stage_summary(done.timings, timed=False)
     if extend is not None:
         perquery = pd.read_csv(outputs / "perquery.tsv", sep="\t", dtype={"qid": str, "measure": str})
         more_summary, more = extend(perquery)
@@ -189,7 +214,8 @@ def run_artifacts(
 
 
 # Facts an approximate first stage reports about itself (`Output.stats`) that belong in the leaderboard next to its
-# effectiveness: how close it is to exact search, its latency distribution and what its index costs.
+# effectiveness: how close it is to exact search, its latency distribution and what its index costs. The manifest's
+# `summary` has them all, metrics.json's all but the wall-clock ones (TIMED_STATS); the report shows the union.
 SUMMARY_STATS = {
     "accuracy@10": ("accuracy@10 vs exact", 1.0),
     "latency_1t_p50_ms": ("p50 ms, 1 thread", 1.0),
@@ -199,18 +225,24 @@ SUMMARY_STATS = {
 }
 
 
-def stage_summary(timings: list[StageTiming]) -> dict:
-    """Summary figures from the stages' own stats (the first stage that reports each wins)."""
+TIMED_STATS = frozenset({"latency_1t_p50_ms", "latency_1t_p99_ms", "build_seconds"})
+
+
+def stage_summary(timings: list[StageTiming], *, timed: bool | None = None) -> dict:
+    """Summary figures from the stages' own stats (the first stage that reports each wins): all of them (for the
+    manifest), or with `timed=False` all but the wall-clock ones (for metrics.json, the same on every rerun)."""
     out: dict = {}
     for timing in timings:
         for key, (label, scale) in SUMMARY_STATS.items():
+            if timed is not None and (key in TIMED_STATS) != timed:
+                continue
             value = (timing.stats or {}).get(key)
             if isinstance(value, int | float) and label not in out:
                 out[label] = round(float(value) * scale, 4)
     return out
 
 
-OUTPUTS_VERSION = 1
+OUTPUTS_VERSION = 2  # 2: one tie rule for every measure, per-query rows sorted (cascade.eval.measures)
 
 
 def _outputs(
@@ -250,7 +282,7 @@ def _topdocs(frame: pd.DataFrame, dataset: Dataset) -> str | None:
         return None
     try:
         texts = lookup_texts(dataset.corpus.docs(), wanted_docnos(frame))
-    except CascadeError:  # e.g. an ir_datasets corpus that cannot download offline: the run stands without snippets
+    except DownloadError:  # an ir_datasets corpus that cannot download offline: the run stands without snippets
         return None
     return topdocs_jsonl(top_documents(frame, texts, qrels=dataset.qrels))
 

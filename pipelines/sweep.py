@@ -28,14 +28,15 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from cascade.core.atomic import atomic_file, write_text
 from cascade.core.configfile import error_at, read_yaml, validate
 from cascade.core.errors import CascadeError
+from cascade.core.paths import resolve_data_dir
 from cascade.eval.pareto import pareto_front
-from cascade.pipelines.config import Config, load_config
+from cascade.pipelines.config import Config, load_config, preflight
 
 LATENCY = "latency_1t_mean_ms"
 
 
 class SweepConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)  # never coerced, finite
 
     name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
     description: str = ""
@@ -291,6 +292,9 @@ def run_sweep(
 
     sweep = load_sweep(path)
     points = sweep_points(sweep, path)
+    resolved = resolve_data_dir(data_dir)
+    for config, file, _ in points:  # every point's dataset, data: files and trained models, before any run
+        preflight(config, file or path, resolved)
     folder = out_dir / sweep.name
     rows = []
     for config, file, knobs in points:

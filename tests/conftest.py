@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -47,3 +48,44 @@ def run_cascade(*args: str, cwd: Path | None = None, env: dict | None = None) ->
 @pytest.fixture
 def cascade():
     return run_cascade
+
+
+# A child process that runs the CLI with one kind of artifact build made to wait: it writes `marker` inside the
+# build (its temp folder exists) and then sleeps until it is signalled. Tests interrupt it there, never racing
+# a build that might finish first.
+PAUSED_CLI = """
+import sys, time
+from pathlib import Path
+kind, marker = sys.argv[1], Path(sys.argv[2])
+del sys.argv[1:3]
+from cascade.core.store import ArtifactStore
+original = ArtifactStore.get_or_build
+def paused(self, k, key, build, made_from):
+    def waiting(tmp):
+        if k == kind:
+            marker.write_text(str(tmp))
+            while True:
+                time.sleep(1)
+        return build(tmp)
+    return original(self, k, key, waiting, made_from)
+ArtifactStore.get_or_build = paused
+from cascade.pipelines.cli import main
+sys.argv[0] = "cascade"
+main()
+"""
+
+
+def paused_cascade(kind: str, marker: Path, *args: str, **popen) -> subprocess.Popen:
+    """`cascade ARGS` whose first build of `kind` waits at `marker` (see PAUSED_CLI)."""
+    command = [sys.executable, "-c", PAUSED_CLI, kind, str(marker), *map(str, args)]
+    return subprocess.Popen(command, cwd=ROOT, **popen)
+
+
+def wait_for(marker: Path, proc: subprocess.Popen, limit: float = 300.0) -> None:
+    """Until the paused build has started (the process is then blocked there, so nothing races)."""
+    waited = 0.0
+    while not marker.exists():
+        assert proc.poll() is None, "the process ended before reaching the paused build"
+        assert waited < limit, "the paused build was never reached"
+        time.sleep(0.05)
+        waited += 0.05

@@ -116,3 +116,70 @@ def test_trec_qrels_round_trip(tmp_path):
     qrels = read_qrels(write(tmp_path / "q.tsv", "query-id\tcorpus-id\tscore\n1\ta\t2\n2\tb\t0\n"))
     write_qrels(qrels, tmp_path / "q.txt")
     pd.testing.assert_frame_equal(read_qrels(tmp_path / "q.txt"), qrels)
+
+
+# --- issue 14: damaged files and ids a TREC run cannot hold, refused where they are read
+
+
+def test_fractional_beir_label_names_its_line_counting_the_header(tmp_path):
+    path = write(tmp_path / "q.tsv", "query-id\tcorpus-id\tscore\n1\ta\t1\n1\tb\t0.5\n")
+    with pytest.raises(CascadeError, match=r"q\.tsv:3: label '0\.5' is not an integer"):
+        read_qrels(path)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"_id": "a", "text": "again"}', r"c\.jsonl:3: document id 'a' appears twice \(first on line 1\)"),
+        ('{"_id": "a b", "text": "x"}', r"c\.jsonl:3: document id 'a b' contains whitespace"),
+        ('{"_id": "", "text": "x"}', r"c\.jsonl:3: empty document id"),
+        ('{"_id": null, "text": "x"}', r"c\.jsonl:3: document id None is not a string"),
+    ],
+)
+def test_corpus_ids_a_run_cannot_hold_are_refused(tmp_path, line, message):
+    from cascade.eval.frames import iter_corpus
+
+    path = write(tmp_path / "c.jsonl", '{"_id": "a", "text": "x"}\n{"_id": 7, "text": "y"}\n' + line + "\n")
+    with pytest.raises(CascadeError, match=message):
+        list(iter_corpus(path))
+
+
+def test_corpus_without_file_names_the_document():
+    from cascade.eval.frames import DocIds
+
+    ids = DocIds("irds:x", lines=False)
+    ids.check("a", 1)
+    with pytest.raises(CascadeError, match=r"irds:x \(document 2\): document id 'a' appears twice"):
+        ids.check("a", 2)
+
+
+def test_query_id_with_whitespace_is_refused(tmp_path):
+    path = write(tmp_path / "q.tsv", "1\tfirst\n2 b\tsecond\n")
+    with pytest.raises(CascadeError, match=r"q\.tsv:2: query id '2 b' contains whitespace"):
+        read_queries(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("r.trec", b"1 Q0 a 1 2.0 t\n1 Q0 caf\xe9 2 1.0 t\n", r"r\.trec:2: not UTF-8 text \(byte 0xe9 at column 9\)"),
+        ("r.trec", b"1 Q0 a 1 2.0 t\n\x00\x01\x02", r"r\.trec:2: binary data"),
+        ("r.trec.gz", b"1 Q0 a 1 2.0 t\n", r"r\.trec\.gz: named \.gz but not gzip-compressed"),
+        ("r.trec", b"\x1f\x8b\x08\x00", r"r\.trec: gzip-compressed, but its name does not end in \.gz"),
+    ],
+)
+def test_damaged_run_files_name_file_and_line(tmp_path, name, data, message):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(CascadeError, match=message):
+        read_run(path)
+
+
+def test_truncated_gzip_is_one_error(tmp_path):
+    import gzip
+
+    data = gzip.compress(b"".join(b"1 0 d%d 1\n" % i for i in range(5000)))
+    path = tmp_path / "q.txt.gz"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CascadeError, match=r"q\.txt\.gz: truncated gzip data after line \d+"):
+        read_qrels(path)

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +17,7 @@ from cascade.eval.measures import evaluate, parse_measures
 from cascade.pipelines.config import load_config
 from cascade.pipelines.runner import run_config
 from cascade.rankers import BM25, RM3, Context, Pipeline, RunFile
+from tests.conftest import paused_cascade, run_cascade, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_BM25 = ROOT / "configs" / "sample" / "bm25.yaml"
@@ -109,25 +107,13 @@ def test_run_file_stage_keeps_given_queries_and_top_k(tmp_path, cache_dir):
 
 
 def test_killed_run_leaves_no_corrupt_cache_entry(tmp_path):
-    """SIGKILL during the index build; the next run redoes the work and gives the clean run's bytes."""
-    cache, out = tmp_path / "cache", tmp_path / "runs"
-    cmd = [
-        sys.executable,
-        "-m",
-        "cascade.pipelines.cli",
-        "run",
-        str(SAMPLE_BM25),
-        "--out",
-        str(out),
-        "--cache",
-        str(cache),
-        "-q",
-    ]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline and not list((cache / "lucene").glob(".*.tmp-*")):
-        time.sleep(0.005)
-    assert list((cache / "lucene").glob(".*.tmp-*")), "the build never started"
+    """SIGKILL during the index build (made to wait there); the next run redoes the work and gives the clean run's
+    bytes."""
+    cache, out, marker = tmp_path / "cache", tmp_path / "runs", tmp_path / "building"
+    args = ["run", str(SAMPLE_BM25), "--out", str(out), "--cache", str(cache), "-q"]
+    proc = paused_cascade("lucene", marker, *args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(marker, proc)
+    assert Path(marker.read_text()).is_dir(), "the build's temp folder exists while it waits"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     store = ArtifactStore(cache)
@@ -135,15 +121,10 @@ def test_killed_run_leaves_no_corrupt_cache_entry(tmp_path):
     assert not (out / "sample-bm25").exists()
     assert not any(store.has("runs", p.name) for p in (cache / "runs").glob("*")) if (cache / "runs").exists() else True
 
-    rerun = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    rerun = run_cascade(*args)
     assert rerun.returncode == 0, rerun.stderr
-    clean = subprocess.run(
-        [*cmd[:5], "--out", str(tmp_path / "clean"), "--cache", str(tmp_path / "c2"), "-q"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    assert not list((cache / "lucene").glob(".*.tmp-*")), "the killed build's temp folder is swept"
+    clean = run_cascade("run", SAMPLE_BM25, "--out", tmp_path / "clean", "--cache", tmp_path / "c2", "-q")
     assert clean.returncode == 0, clean.stderr
     assert (out / "sample-bm25" / "run.trec").read_bytes() == (
         tmp_path / "clean" / "sample-bm25" / "run.trec"
@@ -151,25 +132,11 @@ def test_killed_run_leaves_no_corrupt_cache_entry(tmp_path):
 
 
 def test_ctrl_c_exits_cleanly_and_leaves_no_temp_folders(tmp_path):
-    cache, out = tmp_path / "cache", tmp_path / "runs"
-    cmd = [
-        sys.executable,
-        "-m",
-        "cascade.pipelines.cli",
-        "run",
-        str(SAMPLE_BM25),
-        "--out",
-        str(out),
-        "--cache",
-        str(cache),
-        "-q",
-    ]
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ}
-    )
-    deadline = time.time() + 60
-    while time.time() < deadline and not list((cache / "lucene").glob(".*.tmp-*")):
-        time.sleep(0.005)
+    """Ctrl-C while the index build waits: exit 130, one line, no temp folder, no run folder."""
+    cache, out, marker = tmp_path / "cache", tmp_path / "runs", tmp_path / "building"
+    args = ["run", str(SAMPLE_BM25), "--out", str(out), "--cache", str(cache), "-q"]
+    proc = paused_cascade("lucene", marker, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(marker, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

@@ -28,10 +28,19 @@ def resolve_path(value: str, data_dir: Path | None, key: str, *, kind: str = "fi
     if value.startswith(DATA_PREFIX):
         if data_dir is None:
             raise CascadeError(f"{key}: {value!r} is under the data dir: pass --data-dir or set CASCADE_DATA")
-        path = data_dir / value.removeprefix(DATA_PREFIX)
+        path = confined(data_dir, value.removeprefix(DATA_PREFIX), key, value)
     else:
         path = Path(value).expanduser()
     exists = path.is_dir() if kind == "folder" else path.is_file()
     if not exists:
         raise CascadeError(f"{key}: {kind} '{path}' does not exist")
     return path
+
+
+def confined(data_dir: Path, relative: str, key: str, value: str) -> Path:
+    """`data_dir / relative`, refused when its real path (`..` and symlinks resolved) leaves the real data dir."""
+    root = Path(data_dir).resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root):
+        raise CascadeError(f"{key}: {value!r} leaves the data dir '{root}' (resolves to '{path}'); refused")
+    return Path(data_dir) / relative

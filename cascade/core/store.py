@@ -9,15 +9,22 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from cascade.core.atomic import TMP_MARK, atomic_dir
 from cascade.core.digest import content_key, file_digest  # noqa: F401  (re-exported for stages)
+from cascade.core.errors import warn
 
 CARD = "card.json"
+T = TypeVar("T")
+# What reading a damaged entry raises: a truncated or missing file (OSError, EOFError), a file that no longer
+# parses (ValueError: pyarrow's ArrowInvalid, json's JSONDecodeError, UnicodeDecodeError).
+DAMAGED = (OSError, EOFError, ValueError)
 
 
 class ArtifactStore:
@@ -67,6 +74,33 @@ class ArtifactStore:
                 }
                 (tmp / CARD).write_text(json.dumps(card, indent=2, sort_keys=True, default=str) + "\n")
         return final, True
+
+    def get_or_load(
+        self, kind: str, key: str, build: Callable[[Path], dict], made_from: dict, load: Callable[[Path], T]
+    ) -> tuple[T, Path, bool]:
+        """(load(folder), folder, built_now): `get_or_build`, then read the entry. An entry that exists but cannot
+        be read (a truncated file, a damaged card) is said on one warning line, removed and built again; a fresh
+        build that cannot be read is an error, not a loop."""
+        folder, built = self.get_or_build(kind, key, build, made_from)
+        try:
+            return load(folder), folder, built
+        except DAMAGED as exc:
+            if built:
+                raise
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            warn(f"damaged cache entry ({type(exc).__name__}: {reason}); removed, building it again", where=str(folder))
+        self.discard(kind, key)
+        folder, built = self.get_or_build(kind, key, build, made_from)
+        return load(folder), folder, built
+
+    def discard(self, kind: str, key: str) -> None:
+        """Remove an entry (under its lock): renamed aside first, so no reader sees half a folder."""
+        final = self.path(kind, key)
+        with self._lock(kind, key):
+            if final.exists():
+                aside = final.parent / f".{key}{TMP_MARK}discarded-{os.getpid()}"
+                os.replace(final, aside)
+                shutil.rmtree(aside, ignore_errors=True)
 
     def _sweep(self, kind: str, key: str) -> None:
         """Remove leftovers of killed builds of this key (its `.tmp-*` folders); we hold its lock."""

@@ -23,7 +23,7 @@ import pandas as pd
 
 from cascade.core.errors import CascadeError
 from cascade.core.paths import resolve_data_dir
-from cascade.eval.frames import check_queries, iter_corpus, read_qrels, read_queries
+from cascade.eval.frames import DocIds, check_queries, iter_corpus, read_qrels, read_queries
 
 SAMPLE_DIR = Path(__file__).parent / "sample"
 QRELS_CHOICES = ("default", "official")
@@ -139,6 +139,10 @@ def beir_dataset(
     return Dataset(name, description, queries, qrels, corpus, qrels_name, {"folder": str(folder)})
 
 
+class DownloadError(CascadeError):
+    """Data that could not be downloaded (offline): what may do without it, e.g. snippets, goes on without it."""
+
+
 # ir_datasets reports a failed download as ConnectionError, OSError or RuntimeError('All download sources failed').
 _DOWNLOAD_ERRORS = (OSError, ConnectionError, RuntimeError)
 
@@ -154,7 +158,7 @@ def irds_dataset(irds_id: str) -> Dataset:
 
     def offline(what: str, exc: Exception) -> CascadeError:
         url = re.search(r"https?://[^\s'\"()]+", str(exc))
-        return CascadeError(
+        return DownloadError(
             f"dataset 'irds:{irds_id}' could not download its {what}"
             + (f" from {url.group(0)}" if url else f" ({type(exc).__name__})")
             + "; offline, put the data in a BEIR folder and use `dataset: {path: FOLDER}`, or a named dataset"
@@ -185,8 +189,10 @@ def irds_dataset(irds_id: str) -> Dataset:
         return pd.DataFrame(rows, columns=["qid", "docno", "label"]).drop_duplicates(["qid", "docno"])
 
     def docs() -> Iterator[dict]:
-        for doc in source.docs_iter():
-            yield {"docno": doc.doc_id, "title": getattr(doc, "title", "") or "", "text": getattr(doc, "text", "")}
+        ids = DocIds(f"irds:{irds_id}", lines=False)  # the same id checks as a corpus file's
+        for number, doc in enumerate(source.docs_iter(), 1):
+            docno = ids.check(str(doc.doc_id), number)
+            yield {"docno": docno, "title": getattr(doc, "title", "") or "", "text": getattr(doc, "text", "")}
 
     def docs_checked() -> Iterator[dict]:
         try:

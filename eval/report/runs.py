@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from cascade.core.errors import CascadeError
+from cascade.eval.frames import reading
 
 DEFAULT_SUITE = "default"
 
@@ -64,9 +65,13 @@ class RunInfo:
     @property
     def summary(self) -> dict:
         """Figures a suite reports besides per-query measures (e.g. the mean over ReSTTest buckets, or why a stage
-        could not read instructions): shown as they are, with no test, since they have no per-query values."""
-        value = self.metrics.get("summary")
-        return dict(value) if isinstance(value, dict) else {}
+        could not read instructions): shown as they are, with no test, since they have no per-query values. The
+        stages' figures come from the manifest's `summary`, the only place of the wall-clock ones (a stage's
+        latency, build time), so metrics.json stays the same on every rerun; then metrics.json's."""
+        out: dict = {}
+        for value in (self.manifest.get("summary"), self.metrics.get("summary")):
+            out.update(value if isinstance(value, dict) else {})
+        return out
 
     @property
     def measures(self) -> list[str]:
@@ -80,7 +85,8 @@ def _json(path: Path) -> dict:
     if not path.exists():
         return {}
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        with reading(path, "JSON"):
+            value = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise CascadeError(f"not valid JSON ({exc.msg})", where=f"{path}:{exc.lineno}") from None
     if not isinstance(value, dict):
@@ -98,13 +104,14 @@ def read_run_folder(folder: str | Path) -> RunInfo:
     metrics = _json(folder / "metrics.json")
     manifest = _json(folder / "manifest.json")
     try:
-        perquery = pd.read_csv(
-            folder / "perquery.tsv",
-            sep="\t",
-            dtype={"qid": str, "measure": str, "value": "float64"},
-            keep_default_na=False,
-            na_values={"value": ["nan", "NaN", ""]},
-        )
+        with reading(folder / "perquery.tsv", "per-query table"):
+            perquery = pd.read_csv(
+                folder / "perquery.tsv",
+                sep="\t",
+                dtype={"qid": str, "measure": str, "value": "float64"},
+                keep_default_na=False,
+                na_values={"value": ["nan", "NaN", ""]},
+            )
     except (ValueError, pd.errors.ParserError) as exc:
         raise CascadeError(f"not a per-query table ({exc})", where=str(folder / "perquery.tsv")) from None
     if list(perquery.columns) != ["qid", "measure", "value"]:

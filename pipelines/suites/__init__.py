@@ -26,10 +26,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cascade.core.configfile import error_at, load_model, validate
+from cascade.core.configfile import error_at, load_model, read_yaml, validate
 from cascade.core.env import Context
 from cascade.core.errors import CascadeError
-from cascade.pipelines.runner import write_run_folder
+from cascade.pipelines.config import check_refs, preflight
+from cascade.pipelines.runner import check_run_folder, write_run_folder
 from cascade.pipelines.suites import extrapolation, instructions, negation, restrain, retrieval
 from cascade.pipelines.suites.base import PROTOCOLS, PipelineRef, Protocol, load_pipelines
 from cascade.rankers.pool import NotApplicable
@@ -41,7 +42,7 @@ __all__ = ["PROTOCOLS", "MODULES", "Outcome", "Protocol", "SuiteConfig", "load_p
 
 
 class SuiteConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     suite: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
     description: str = ""
@@ -85,6 +86,14 @@ def run_suite(
     if not pipelines:
         raise CascadeError("--pipelines: give at least one pipeline config")
     every, distinct = load_pipelines(pipelines)
+    # before any work: the suite's own `data:` files, and each pipeline's datasets, files and trained models
+    check_refs(suite.tasks, ("tasks",), Path(path), read_yaml(path, "suite config")[1], session.data_dir)
+    own = any(task.own_dataset for task in tasks)
+    for ref in every:
+        preflight(ref.config, ref.path, session.data_dir, dataset=own)
+    for task in tasks:  # before any work: no run folder may land on a user's file or folder
+        for ref in every if task.own_dataset else distinct:
+            check_run_folder(out / suite.suite / task.folder(ref, task.label(ref)))
     results = []
     for task in tasks:
         for ref in every if task.own_dataset else distinct:

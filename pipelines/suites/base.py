@@ -23,9 +23,10 @@ from cascade.pipelines.runner import Artifacts
 
 
 class Strict(BaseModel):
-    """Base of the protocols' specs: unknown keys are errors, and a spec is a value (it goes into config hashes)."""
+    """Base of the protocols' specs: unknown keys are errors, and a spec is a value (it goes into config hashes).
+    Values are never coerced (`k: "5"`, `k: 5.0` and `k: true` are errors) and floats are finite."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 @dataclass(frozen=True)

@@ -89,3 +89,9 @@ def tsv(frame: pd.DataFrame, float_format: str) -> bytes:
     buffer = io.StringIO()
     frame.to_csv(buffer, sep="\t", index=False, float_format=float_format)
     return buffer.getvalue().encode("utf-8")
+
+
+def perquery_tsv(frame: pd.DataFrame) -> bytes:
+    """perquery.tsv as every run folder has it: `qid, measure, value` sorted by (qid, measure), 6 decimals, so a
+    rerun writes the same bytes (as `cascade.eval.measures.evaluate` sorts its frame)."""
+    return tsv(frame[["qid", "measure", "value"]].sort_values(["qid", "measure"], kind="mergesort"), "%.6f")

@@ -25,6 +25,7 @@ from cascade.pipelines.suites.common import (
     instruction_note,
     instruction_readers,
     measure_name,
+    perquery_tsv,
     pooled,
     records_corpus,
     resolve_source,
@@ -94,7 +95,7 @@ class Pools(Protocol):
         }
         files: dict = {
             "run.trec": format_run(done.frame, tag=ref.label),
-            "perquery.tsv": tsv(pd.concat(tables, ignore_index=True), "%.6f"),
+            "perquery.tsv": perquery_tsv(pd.concat(tables, ignore_index=True)),
         }
         if read:
             files["run.no-instruction.trec"] = format_run(bare.frame, tag=ref.label)
@@ -165,7 +166,7 @@ class FollowIR(_FolderProtocol):
         files: dict = {
             "run.trec": format_run(og.frame, tag=ref.label),
             "run.changed.trec": format_run(changed.frame, tag=ref.label),
-            "perquery.tsv": tsv(perquery, "%.6f"),
+            "perquery.tsv": perquery_tsv(perquery),
         }
         config = retargeted(ref, DatasetRef(path=spec.path), spec.measures)
         ctx = session.for_run(corpus, ref.config.seed)
@@ -192,6 +193,6 @@ class InstructIR(_FolderProtocol):
             first = measure_name(spec.measures[0])
             robust = robustness_at_k(perquery, data.base_of, first)
             summary = {f"robustness {first}": robust.robustness, "instruction": note}
-            return summary, {"robustness.tsv": tsv(robust.per_base, "%.6f")}
+            return summary, {"robustness.tsv": tsv(robust.per_base.sort_values("base_qid", kind="mergesort"), "%.6f")}
 
         return run_artifacts(config, ref.path, dataset, session, extend=extend)

@@ -13,7 +13,7 @@ from cascade.eval.negation import pair_measures, pair_scores, read_pairs
 from cascade.pipelines.config import DatasetRef
 from cascade.pipelines.runner import Artifacts
 from cascade.pipelines.suites.base import PipelineRef, Protocol, Strict
-from cascade.pipelines.suites.common import pooled, resolve_source, retargeted, tsv
+from cascade.pipelines.suites.common import perquery_tsv, pooled, resolve_source, retargeted, tsv
 
 
 class NegationSpec(Strict):
@@ -45,7 +45,7 @@ class NegationPairs(Protocol):
         metrics["measures"] = {k: float(v) for k, v in aggregate.items()}
         files: dict = {
             "run.trec": format_run(done.frame, tag=ref.label),
-            "perquery.tsv": tsv(perquery, "%.6f"),
+            "perquery.tsv": perquery_tsv(perquery),
             "pairs.tsv": tsv(scores, "%.9g"),
         }
         return Artifacts(

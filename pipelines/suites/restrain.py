@@ -30,7 +30,7 @@ from cascade.pipelines.config import DatasetRef
 from cascade.pipelines.resample import cluster_queries
 from cascade.pipelines.runner import Artifacts, build_stages
 from cascade.pipelines.suites.base import PipelineRef, Protocol
-from cascade.pipelines.suites.common import tsv
+from cascade.pipelines.suites.common import perquery_tsv, tsv
 from cascade.pipelines.suites.retraining import (
     RestrainSpec,
     TrainedRef,
@@ -126,7 +126,7 @@ class Restrain(Protocol):
         run = pd.concat([b.run for b in buckets], ignore_index=True)
         files: dict = {
             "run.trec": format_run(run, tag=ref.label),
-            "perquery.tsv": tsv(units[["qid", "measure", "value"]], "%.6f"),
+            "perquery.tsv": perquery_tsv(units),
             "splits.tsv": tsv(scores.buckets, "%.6f"),
             "plan.tsv": tsv(plan, "%.6f"),
         }

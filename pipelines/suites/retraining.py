@@ -36,7 +36,7 @@ class RestrainSpec(Strict):
 
     k: int = Field(5, ge=2, description="query clusters, i.e. buckets (one trained model each)")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="of each cluster, held out as test queries")
-    seed: int = Field(42, description="clustering, hold-out draw and the test-query cap")
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="clustering, hold-out draw and the test-query cap")
     measure: str = "nDCG@10"
     max_test_queries: int | None = Field(None, gt=0, description="cap per side per bucket (seeded), to bound cost")
     trainers: list[str] = Field(

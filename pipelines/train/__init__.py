@@ -37,6 +37,9 @@ class Trainer:
     train: Callable[[dict, Path, Context, Path], dict]  # (yaml data, config path, env, out folder) -> card facts
     # Optional: the content of what the config reads (base model, data files), so changed data is a new model.
     fingerprint: Callable[[dict, Path, Context], dict] | None = None
+    # Optional: validate the parsed YAML (raising `file:line: key: message`), run whenever a config is read, so a
+    # bad value is refused before any work rather than inside the build.
+    check: Callable[[dict, Path], object] | None = None
 
 
 TRAINERS: dict[str, Trainer] = {}
@@ -69,9 +72,11 @@ def read_training_config(path: str | Path) -> tuple[dict, Trainer]:
     known = ", ".join(sorted(TRAINERS))
     if "kind" not in data:
         raise error_at(path, root, ("kind",), f"required key is missing: the trainer, one of {known}")
-    trainer = TRAINERS.get(data["kind"])
+    trainer = TRAINERS.get(data["kind"]) if isinstance(data["kind"], str) else None
     if trainer is None:
         raise error_at(path, root, ("kind",), f"unknown trainer {data['kind']!r}; known: {known}")
+    if trainer.check is not None:
+        trainer.check(data, path)
     return data, trainer
 
 

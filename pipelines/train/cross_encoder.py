@@ -39,7 +39,7 @@ TRAINER_VERSION = 1
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)  # never coerced, finite
 
 
 class Optim(_Strict):
@@ -65,7 +65,7 @@ class Eval(_Strict):
 
 class CrossEncoderTrainConfig(_Strict):
     kind: Literal["cross-encoder"] = "cross-encoder"
-    seed: int = 42
+    seed: int = Field(42, ge=0, le=2**32 - 1)
     model: str = Field("minilm-l6", min_length=1)
     train: DataSpec = Field(default_factory=DataSpec)
     test_datasets: list[str] = Field(default_factory=lambda: ["msmarco-passage/dl19", "msmarco-passage/dl20"])
@@ -179,6 +179,7 @@ def train_cross_encoder(data: dict, path: Path, env: Context, out: Path) -> dict
     from tqdm.auto import tqdm
 
     from cascade.indexes.models import autocast_dtype, pick_device
+    from cascade.pipelines.manifest import training_record
     from cascade.pipelines.train.data import sample_group
     from cascade.rankers.cross_encoder import Scorer
 
@@ -267,7 +268,16 @@ def train_cross_encoder(data: dict, path: Path, env: Context, out: Path) -> dict
     write_log(out, log)
     if not (out / "model.safetensors").is_file():
         raise CascadeError(f"training saved no model.safetensors in {out}")
-    return {"steps": step, "train_seconds": log["seconds"], "dev": final, "data": training.counts}
+    precision = {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}.get(autocast, "fp32")
+    packages = ("torch", "transformers", "tokenizers", "numpy")
+    trained_with = training_record(device, f"{precision} (precision: {opt.precision})", env.threads, packages)
+    return {
+        "steps": step,
+        "train_seconds": log["seconds"],
+        "dev": final,
+        "data": training.counts,
+        "trained_with": trained_with,  # a retrained neural model matches only on the same record (README)
+    }
 
 
-register(Trainer("cross-encoder", TRAINER_VERSION, train_cross_encoder, fingerprint))
+register(Trainer("cross-encoder", TRAINER_VERSION, train_cross_encoder, fingerprint, check=parse))

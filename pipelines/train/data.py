@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from cascade.core.env import Context
 from cascade.core.errors import CascadeError
 from cascade.core.paths import resolve_path
+from cascade.eval.frames import open_text, reading
 from cascade.rankers.engine import execute
 from cascade.rankers.lucene import BM25
 
@@ -30,7 +31,7 @@ from cascade.rankers.lucene import BM25
 class ExcludedQueries(BaseModel):
     """`train.exclude_queries`, shared by both trainers: query ids never used for training or dev."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)  # never coerced, finite
 
     exclude_queries: list[str] = Field(
         default_factory=list, description="query ids never used for training or dev (e.g. a held-out test part)"
@@ -113,7 +114,7 @@ def refuse_overlap(sources: dict[str, pd.DataFrame], tests: dict[str, pd.DataFra
 def read_triples(path: Path) -> pd.DataFrame:
     """`query \\t positive \\t negative` lines; a short line is an error naming its line."""
     rows = []
-    with open(path, encoding="utf-8") as handle:
+    with reading(path, "triples"), open_text(path) as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue

@@ -30,7 +30,7 @@ from cascade.pipelines.train.data import ExcludedQueries
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)  # never coerced, finite
 
 
 class TrainData(ExcludedQueries):
@@ -50,7 +50,7 @@ class LightGBMParams(_Strict):
 
 class LTRTrainConfig(_Strict):
     kind: str = "ltr"
-    seed: int = 42
+    seed: int = Field(42, ge=0, le=2**32 - 1)
     train: TrainData = Field(default_factory=TrainData)
     test_datasets: list[str] = Field(default_factory=lambda: ["msmarco-passage/dl19", "msmarco-passage/dl20"])
     candidates: list[dict] = Field(..., min_length=1)
@@ -91,6 +91,7 @@ def train_ltr(data: dict, path: Path, env: Context, out: Path) -> dict:
     import lightgbm
 
     from cascade.eval.datasets import load_dataset
+    from cascade.pipelines.manifest import training_record
     from cascade.pipelines.train.data import refuse_overlap, run_candidates, training_context, without_excluded
     from cascade.rankers import STAGES
     from cascade.rankers.ltr import feature_matrix, feature_names
@@ -172,7 +173,9 @@ def train_ltr(data: dict, path: Path, env: Context, out: Path) -> dict:
         "feature_importance_gain": {
             n: round(float(v), 4) for n, v in zip(feature_names(config.features), importance, strict=True)
         },
+        # what a retrained model's bytes depend on (LightGBM's CPU build: fp32 gradients, fp64 histogram sums)
+        "trained_with": training_record("cpu", "fp32 gradients, fp64 histograms", env.threads, ("lightgbm", "numpy")),
     }
 
 
-register(Trainer("ltr", 1, train_ltr))
+register(Trainer("ltr", 1, train_ltr, check=parse))
