@@ -51,7 +51,7 @@ DATASET = "msmarco-passage/dl19"  # any msmarco-passage entry: they share the 30
 QUERIES = Path("msmarco-passage") / "queries.jsonl"
 CACHE_CONFIG = Path("configs") / "msmarco" / "dl19-bm25.yaml"
 K1, B, HITS, BATCH = 0.9, 0.4, 1000, 128
-PYSERINI_PRELUDE = "from cascade.indexes.lucene import start_jvm; start_jvm(); import runpy, sys; "
+PYSERINI_PRELUDE = "from cascade.indexes.jvm import start_jvm; start_jvm(); import runpy, sys; "
 HEAVY_MODULES = ("torch", "pyserini", "jnius")
 
 
@@ -175,7 +175,8 @@ def index_worker(args: argparse.Namespace) -> dict:
 
 def cascade_worker(args: argparse.Namespace) -> dict:
     """Time `BM25.transform` on all queries: what a pipeline's first stage costs, JVM start included."""
-    from cascade.eval.frames import read_queries, write_run
+    from cascade.eval.runs import write_run
+    from cascade.eval.topics import read_queries
     from cascade.rankers.lucene import BM25, lucene_index
 
     ctx = _context(args)
@@ -201,7 +202,7 @@ def cascade_worker(args: argparse.Namespace) -> dict:
 
 def write_topics(args: argparse.Namespace) -> tuple[Path, list[str]]:
     """All queries as `qid<TAB>query`, whitespace collapsed as cascade does, for the two baselines."""
-    from cascade.eval.frames import read_queries
+    from cascade.eval.topics import read_queries
 
     queries = read_queries(args.data_dir / QUERIES)
     path = WORK / "topics.tsv"  # pyserini picks its topic reader from the `.tsv` suffix
@@ -282,7 +283,7 @@ def _hms(text: str) -> float:
 
 def time_anserini(args: argparse.Namespace, index: Path, topics: Path) -> System:
     """Anserini's searcher as its own Java program, with the search-loop seconds it logs."""
-    from cascade.indexes.lucene import anserini_jar, java_environment
+    from cascade.indexes.jvm import anserini_jar, java_environment
 
     env = {**os.environ, **java_environment()}
     run = WORK / "runs-bench" / "anserini.trec"

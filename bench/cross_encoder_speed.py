@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 def bench_pairs(data_dir: str | None, n: int) -> list[list[str]]:
     """(query, passage) pairs of the official DL19 BM25 run (the sample's BM25 pairs without a data dir)."""
     from cascade.eval.datasets import load_dataset
-    from cascade.eval.frames import read_run
+    from cascade.eval.runs import read_run
 
     if data_dir is None:
         from cascade.core.store import ArtifactStore

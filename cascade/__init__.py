@@ -42,7 +42,7 @@ _API = {
     "load_folder": "cascade.eval.datasets",
     "evaluate": "cascade.eval.measures",
     "parse_measures": "cascade.eval.measures",
-    "read_run": "cascade.eval.frames",
+    "read_run": "cascade.eval.runs",
     "load_config": "cascade.pipelines.config",
     "run_config": "cascade.pipelines.runner",
     "ArtifactStore": "cascade.core.store",

@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from cascade.core.errors import CascadeError, warn
-from cascade.eval.frames import open_text, read_qrels, reading
+from cascade.eval.textfiles import open_text, reading
+from cascade.eval.topics import read_qrels
 
 SIDES = ("interpolation", "extrapolation")
 # The ReSTTest files name their test sets after the paper; cascade names datasets after its registry.

@@ -33,7 +33,10 @@ import numpy as np
 import pandas as pd
 
 from cascade.core.errors import CascadeError, warn
-from cascade.eval.frames import check_queries, iter_corpus, iter_jsonl, normalise_run, read_qrels
+from cascade.eval.corpus import iter_corpus, iter_jsonl
+from cascade.eval.measures import canonical, parse_measures
+from cascade.eval.runs import normalise_run
+from cascade.eval.topics import check_queries, read_qrels
 
 FOLLOWIR_QUERY_FIELDS = ("_id", "text", "instruction_og", "instruction_changed")
 INSTRUCTIR_QUERY_FIELDS = ("_id", "text", "instruction", "base_query_id")
@@ -259,8 +262,6 @@ def robustness_at_k(perquery: pd.DataFrame, base_of: Mapping[str, str], measure:
     in the run) are not in the minimum, as in InstructIR's eval/robust_eval.py, which groups pytrec_eval's
     per-query results. InstructIR groups by query text; `base_of` (instance -> base id) is the same grouping.
     """
-    from cascade.eval.measures import canonical, parse_measures
-
     name = canonical(parse_measures([measure])[0])
     values = perquery[perquery["measure"] == name][["qid", "value"]].astype({"qid": str})
     if values.empty:

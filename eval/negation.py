@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from cascade.core.errors import CascadeError
-from cascade.eval.frames import iter_jsonl
+from cascade.eval.corpus import iter_jsonl
 
 FIELDS = ("id", "q1", "q2", "doc1", "doc2")
 MEASURES = ("paired_accuracy", "pairwise_accuracy", "same_first")

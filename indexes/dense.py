@@ -16,6 +16,7 @@ import numpy as np
 
 from cascade.core.errors import CascadeError
 from cascade.indexes.batching import length_sorted_batches, pad_tensors
+from cascade.indexes.models import autocast_dtype
 
 
 @dataclass
@@ -53,8 +54,6 @@ def load_encoder(resolved: str, device: str, precision: str = "auto") -> Encoder
     import torch
     import transformers
     from transformers import AutoModel, AutoTokenizer
-
-    from cascade.indexes.models import autocast_dtype
 
     transformers.utils.logging.disable_progress_bar()  # its weight-loading bar is noise in cascade's output
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cascade.core.digest import content_key
+from cascade.indexes import lucene
 
 LEXICAL_VERSION = 1
 STATS = ("tf", "ntf", "idf", "tfidf", "bm25")
@@ -33,8 +34,6 @@ BM25_K1, BM25_B, DIRICHLET_MU = 0.9, 0.4, 1000.0
 def build_term_matrix(index: Path, out: Path, log: Path) -> dict:
     """Dump the index's document vectors into CSR arrays (`tf.npz`) plus `vocab.json` and `docnos.json`."""
     import scipy.sparse as sp
-
-    from cascade.indexes import lucene
 
     vocab: dict[str, int] = {}
     docnos, indptr, indices, data = [], [0], [], []

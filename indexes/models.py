@@ -104,7 +104,7 @@ def autocast_dtype(device: str, precision: str = "auto"):
         return torch.bfloat16 if precision == "bf16" or torch.cuda.is_bf16_supported() else torch.float16
     if precision == "bf16":
         return torch.bfloat16
-    flags = _cpu_flags()
+    flags = cpu_flags()
     return torch.bfloat16 if "amx_bf16" in flags else None
 
 
@@ -119,7 +119,7 @@ def compute_label(device: str, precision: str) -> str:
 
 
 @functools.cache
-def _cpu_flags() -> frozenset[str]:
+def cpu_flags() -> frozenset[str]:
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:

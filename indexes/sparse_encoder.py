@@ -21,6 +21,7 @@ import numpy as np
 
 from cascade.core.errors import CascadeError
 from cascade.indexes.batching import length_sorted_batches, pad_tensors
+from cascade.indexes.models import autocast_dtype, model_fingerprint, pick_device, resolve_model
 from cascade.indexes.sparse_vectors import SparseVectors
 
 
@@ -102,8 +103,6 @@ def _swap_for_identity(model: Any, module: Any) -> None:
 def load_sparse_encoder(name: str, device: str = "auto", precision: str = "auto") -> SparseEncoder:
     """Load `name` (`splade-tiny`, a local folder or a Hugging Face id) for fast sparse encoding."""
     import torch
-
-    from cascade.indexes.models import autocast_dtype, model_fingerprint, pick_device, resolve_model
 
     resolved = resolve_model(name, where="encoder")
     tokenizer, model = _load_masked_lm(name, resolved)
@@ -245,6 +244,4 @@ def encode_reference(
 
 def load_reference_model(name: str):
     """The unmodified masked-LM and its tokenizer, for `encode_reference`."""
-    from cascade.indexes.models import resolve_model
-
     return _load_masked_lm(name, resolve_model(name, where="encoder"))

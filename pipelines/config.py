@@ -22,7 +22,9 @@ from cascade.core.configfile import error_at, line_of, read_yaml, validate, vali
 from cascade.core.digest import content_key
 from cascade.core.errors import CascadeError
 from cascade.core.paths import DATA_PREFIX, TRAIN_PREFIX, confined
+from cascade.eval.datasets import load_dataset, load_folder
 from cascade.eval.measures import DEFAULT_MEASURES, parse_measures
+from cascade.pipelines.train import read_training_config
 from cascade.rankers.base import STAGES, Pipeline, build_pipeline
 
 
@@ -40,20 +42,29 @@ class DatasetRef(BaseModel):
         return self
 
 
+def _number(value: Any) -> Any:
+    """YAML reads `1e-4` (no dot) as text: say how to write it rather than that it is not a number."""
+    if isinstance(value, str):
+        raise ValueError(f"must be a number, not the text {value!r} (YAML reads 1e-4 as text: write 1.0e-4)")
+    return value
+
+
 class ExpectedValue(BaseModel):
     """One expected figure with its own tolerance (instead of the block's)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     value: float
-    tolerance: float = Field(..., ge=0)
+    tolerance: float | None = Field(None, ge=0)  # None: the block's
     why: str = ""
+
+    _numbers = field_validator("value", "tolerance", mode="before")(_number)
 
 
 class IndexFacts(BaseModel):
     """Facts of the Lucene index the pipeline's bm25/rm3 stages search (as Anserini's `index_stats`); exact."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     documents: int | None = Field(None, ge=0)
     non_empty_documents: int | None = Field(None, ge=0)
@@ -68,18 +79,28 @@ class Expected(BaseModel):
     """What a config should score (`cascade verify`): never part of the config hash or any cache key.
 
     expected:
-      tolerance: 1e-4                  # |actual - expected| <= tolerance: OK; <= 1.5x: OKISH; else FAIL
+      tolerance: 1.0e-4                  # |actual - expected| <= tolerance: OK; <= 1.5x: OKISH; else FAIL
       why: "BM25 on Lucene is exact arithmetic"
-      measures: {nDCG@10: 0.4641, AP(rel=2): {value: 0.3426, tolerance: 1e-3, why: "..."}}
+      measures: {nDCG@10: 0.4641, AP(rel=2): {value: 0.3426, tolerance: 1.0e-3, why: "..."}}
       index: {documents: 30000, total_terms: 1234567}
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     tolerance: float = Field(..., ge=0)
     why: str = Field(..., min_length=1)
-    measures: dict[str, float | ExpectedValue] = Field(default_factory=dict)
+    measures: dict[str, ExpectedValue] = Field(default_factory=dict)
     index: IndexFacts | None = None
+
+    _numbers = field_validator("tolerance", mode="before")(_number)
+
+    @field_validator("measures", mode="before")
+    @classmethod
+    def _plain_values(cls, value: Any) -> Any:
+        """`nDCG@10: 0.5` is `nDCG@10: {value: 0.5}` (so an error names the measure, not a union member)."""
+        if isinstance(value, dict):
+            return {k: v if isinstance(v, dict | BaseModel) else {"value": v} for k, v in value.items()}
+        return value
 
     @model_validator(mode="after")
     def _something(self) -> Expected:
@@ -90,7 +111,7 @@ class Expected(BaseModel):
     def values(self) -> dict[str, ExpectedValue]:
         """Every expected measure with its tolerance (the block's unless it gives its own)."""
         return {
-            name: v if isinstance(v, ExpectedValue) else ExpectedValue(value=v, tolerance=self.tolerance)
+            name: v if v.tolerance is not None else v.model_copy(update={"tolerance": self.tolerance})
             for name, v in self.measures.items()
         }
 
@@ -226,8 +247,6 @@ def preflight(config: Config, path: str | Path, data_dir: Path | None, *, datase
     path = Path(path)
     root = read_yaml(path, "config file")[1] if path.is_file() else None
     if dataset:
-        from cascade.eval.datasets import load_dataset, load_folder
-
         ref = config.dataset
         try:
             if ref.path is not None:
@@ -258,8 +277,6 @@ def check_refs(value: Any, loc: tuple, path: Path, root: yaml.Node | None, data_
         if not target.exists():
             raise error_at(path, root, loc, f"'{target}' does not exist")
     elif isinstance(value, str) and value.startswith(TRAIN_PREFIX):
-        from cascade.pipelines.train import read_training_config
-
         target = Path(value.removeprefix(TRAIN_PREFIX))
         if not target.is_file():
             raise error_at(path, root, loc, f"training config '{target}' not found")
@@ -271,9 +288,7 @@ def _check_scores(stages: list, upstream: list[str], loc: tuple, path: Path, roo
     those of the stages before it, named as the engine names them (`bm25`, `bm25#2`, ...)."""
     carried = list(upstream)
     for index, stage in enumerate(stages):
-        needs = getattr(stage, "upstream_scores", None)
-        wanted = needs() if callable(needs) else None
-        missing = [name for name in wanted or [] if name not in carried]
+        missing = [name for name in stage.upstream_scores() if name not in carried]
         if missing:
             available = ", ".join(carried) or "none"
             raise error_at(

@@ -7,6 +7,8 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+from cascade.indexes.models import cpu_flags
+
 PACKAGES = (
     "cascade-ir",
     "pyserini",
@@ -74,8 +76,6 @@ CPU_FEATURES = (
 
 def cpu() -> dict[str, str | list[str] | None]:
     """The CPU's model name and which of CPU_FEATURES it has (from /proc/cpuinfo; empty where unknown)."""
-    from cascade.indexes.models import cpu_flags
-
     name = None
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -21,29 +21,26 @@ from cascade.core.digest import content_key, frame_digest
 from cascade.core.errors import CascadeError
 from cascade.core.store import ArtifactStore
 from cascade.eval.extrapolation import CACHE_VERSION, QUERY_MAX_LENGTH, SIDES
+from cascade.indexes.dense import encode, load_encoder
+from cascade.indexes.models import model_fingerprint, resolve_model
+from cascade.rankers.dense import query_text
 
 # --- Query embeddings (MiniLM, cached) ----------------------------------------------------------------------
 
 
 @functools.cache
 def _cpu_encoder(resolved: str):
-    from cascade.indexes.dense import load_encoder
-
     # fp32: bf16 autocast depends on the CPU, and splits must not change from one machine to the next.
     return load_encoder(resolved, "cpu", "fp32")
 
 
 def _query_texts(queries: pd.DataFrame) -> list[str]:
-    from cascade.rankers.dense import query_text
-
     if "qid" not in queries or "query" not in queries:
         raise CascadeError("a query frame needs the columns qid and query")
     return [query_text(row) for row in queries.to_dict("records")]
 
 
 def _model_fingerprint(model: str) -> tuple[str, str]:
-    from cascade.indexes.models import model_fingerprint, resolve_model
-
     resolved = resolve_model(model, where="model")
     return resolved, model_fingerprint(resolved)
 
@@ -64,8 +61,6 @@ def embed_queries(
     }
 
     def build(tmp: Path) -> dict:
-        from cascade.indexes.dense import encode
-
         vectors = encode(
             _cpu_encoder(resolved), texts, batch_size=64, max_length=QUERY_MAX_LENGTH, progress=progress, desc="queries"
         )
@@ -101,7 +96,7 @@ class SplitRule(BaseModel):
     the highest cosine are interpolation (ties at the cut go by input order), so both sides have a chosen size.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     rule: Literal["threshold", "quantile"]
     threshold: float | None = Field(None, ge=-1.0, le=1.0)

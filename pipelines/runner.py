@@ -21,8 +21,8 @@ from cascade.core.digest import content_key, frame_digest
 from cascade.core.errors import CascadeError, warn
 from cascade.core.store import ArtifactStore
 from cascade.eval.datasets import Dataset, DownloadError, load_dataset, load_folder
-from cascade.eval.frames import format_run
 from cascade.eval.measures import coverage_note, evaluate, parse_measures
+from cascade.eval.runs import format_run
 from cascade.eval.topdocs import lookup_texts, top_documents, topdocs_jsonl, wanted_docnos
 from cascade.pipelines.config import Config
 from cascade.pipelines.manifest import git_commit, host, package_versions
@@ -192,13 +192,12 @@ def run_artifacts(
     note = coverage_note(done.frame, dataset.qrels, where=f"{config.name} on {dataset_label or dataset.name}")
     if note:  # every time, a cached run too: the scores below count those queries as 0
         warn(note, where=f"{config.name} on {dataset_label or dataset.name}")
-    outputs = _outputs(done.frame, done.run_key, dataset, measures, _tag(config.name), session.store)
-    aggregate = json.loads((outputs / "measures.json").read_text())
+    outputs, aggregate, scored = _outputs(done.frame, done.run_key, dataset, measures, _tag(config.name), session.store)
     metrics = {
         "name": config.name,
         "dataset": dataset_label or dataset.name,  # a suite's protocol may name its view of the dataset
         "qrels": dataset.qrels_name,
-        "queries": json.loads((outputs / "card.json").read_text())["queries_scored"],
+        "queries": scored,
         "measures": aggregate,
     }
     files: dict[str, Path | bytes] = {name: outputs / name for name in ("run.trec", "perquery.tsv", "topdocs.jsonl")}
@@ -247,7 +246,7 @@ OUTPUTS_VERSION = 2  # 2: one tie rule for every measure, per-query rows sorted 
 
 def _outputs(
     frame: pd.DataFrame, run_key: str, dataset: Dataset, measures: list, tag: str, store: ArtifactStore
-) -> Path:
+) -> tuple[Path, dict[str, float], int]:
     """run.trec, per-query values, aggregates and top-document snippets of a run, cached by content address.
 
     They depend only on the run, the qrels, the measures and the corpus, so an unchanged config reuses them and a
@@ -272,8 +271,17 @@ def _outputs(
             (tmp / "topdocs.jsonl").write_text(topdocs, encoding="utf-8")
         return {"queries_scored": int(perquery["qid"].nunique()) if len(perquery) else 0}
 
-    folder, _ = store.get_or_build("outputs", content_key(made_from), build, made_from)
-    return folder
+    def load(folder: Path) -> tuple[dict[str, float], int]:
+        """The entry's aggregates and count, its files checked: a damaged entry is said, removed and rebuilt."""
+        for name in ("run.trec", "perquery.tsv"):
+            if not (folder / name).is_file():
+                raise FileNotFoundError(f"{name} is missing")
+        aggregate = json.loads((folder / "measures.json").read_text(encoding="utf-8"))
+        card = json.loads((folder / "card.json").read_text(encoding="utf-8"))
+        return aggregate, int(card["queries_scored"])
+
+    (aggregate, scored), folder, _ = store.get_or_load("outputs", content_key(made_from), build, made_from, load)
+    return folder, aggregate, scored
 
 
 def _topdocs(frame: pd.DataFrame, dataset: Dataset) -> str | None:

@@ -31,6 +31,8 @@ from cascade.core.errors import CascadeError
 from cascade.core.paths import resolve_data_dir
 from cascade.eval.pareto import pareto_front
 from cascade.pipelines.config import Config, load_config, preflight
+from cascade.pipelines.runner import run_config
+from cascade.rankers import STAGES
 
 LATENCY = "latency_1t_mean_ms"
 
@@ -72,8 +74,6 @@ def _set_knob(config: Config, knob: str, value: Any, fail: Callable[[str, bool],
     """A copy of `config` with `stage.param[.param]` set on the first stage of that name.
 
     `fail(message, at_value)` makes the error at the knob's key (or at this value of it)."""
-    from cascade.rankers import STAGES
-
     stage, *path = knob.split(".")
     if not path:
         raise fail("a grid key is stage.param[.param], e.g. sparse.seismic.heap_factor", False)
@@ -288,8 +288,6 @@ def run_sweep(
     on_point: Any = None,
 ) -> tuple[Path, list[dict]]:
     """Run every point, then write sweep.md, sweep.json and sweep.png into `<out_dir>/<name>/`."""
-    from cascade.pipelines.runner import run_config
-
     sweep = load_sweep(path)
     points = sweep_points(sweep, path)
     resolved = resolve_data_dir(data_dir)

@@ -18,7 +18,7 @@ own protocol, with its `expected:` block; its run folder is the suite's (`OUT/SU
     suite: configs/suites/negation.yaml
     task: negation_pairs                 # the task's kind in that suite
     pipeline: configs/msmarco/dl19-bm25.yaml
-    expected: {tolerance: 1e-4, why: "...", measures: {paired_accuracy: 0.0231}}
+    expected: {tolerance: 1.0e-4, why: "...", measures: {paired_accuracy: 0.0231}}
 
 The `expected:` block is never part of a config hash or a cache key: changing an expectation reruns nothing.
 """
@@ -38,7 +38,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from cascade.core.configfile import error_at, read_yaml, validate
 from cascade.core.env import Context
 from cascade.core.errors import CascadeError
-from cascade.pipelines.config import LUCENE_STAGES, Config, Expected, load_config
+from cascade.eval.measures import parse_measures
+from cascade.indexes import lucene
+from cascade.pipelines.config import LUCENE_STAGES, Config, Expected, check_refs, load_config, preflight
+from cascade.pipelines.runner import check_run_folder, open_dataset, run_config
+from cascade.pipelines.suites import load_pipelines, load_suite, run_task
+from cascade.rankers.lucene import lucene_index
 
 OK, OKISH, FAIL = "OK", "OKISH", "FAIL"
 OKISH_FACTOR = 1.5  # Anserini's: within 1.5x the tolerance is OKISH
@@ -92,8 +97,6 @@ def _measure_key(name: str, measures: dict[str, float]) -> str:
     """The key a measure has in a run's measures: ir_measures' canonical name (`RR(rel=2)@10`), else as given."""
     if name in measures:
         return name
-    from cascade.eval.measures import parse_measures
-
     try:
         return str(parse_measures([name])[0])
     except CascadeError:
@@ -106,7 +109,7 @@ def _measure_key(name: str, measures: dict[str, float]) -> str:
 class SuiteCheck(BaseModel):
     """A regression config for a figure a suite reports: one task of a suite, run for one pipeline."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     kind: Literal["suite"]
     name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -128,6 +131,7 @@ class Target:
     expected: Expected
     folder: Callable[[Path], Path]  # where its run folder goes under an out folder (checked before any work)
     run: Runner
+    check: Callable[[Context], None]  # what it refers to (datasets, data: files, train: configs), before any work
 
 
 def load_target(path: str | Path) -> Target:
@@ -141,13 +145,18 @@ def load_target(path: str | Path) -> Target:
         raise CascadeError(
             "no 'expected:' block: cascade verify checks configs that say what they should score", where=str(path)
         )
-    return Target(path, config.name, config.expected, lambda out: out / config.name, _pipeline_runner(config, path))
+    return Target(
+        path,
+        config.name,
+        config.expected,
+        lambda out: out / config.name,
+        _pipeline_runner(config, path),
+        lambda session: preflight(config, path, session.data_dir),
+    )
 
 
 def _pipeline_runner(config: Config, path: Path) -> Runner:
     def run(session: Context, out: Path) -> tuple[dict[str, float], dict[str, int] | None, Path | None]:
-        from cascade.pipelines.runner import run_config
-
         result = run_config(config, path, out, session=session)
         facts = None
         if config.expected is not None and config.expected.index is not None:
@@ -159,18 +168,12 @@ def _pipeline_runner(config: Config, path: Path) -> Runner:
 
 def lucene_facts(config: Config, session: Context) -> dict[str, int]:
     """Anserini's index statistics of the Lucene index of the config's corpus (built once, cached)."""
-    from cascade.indexes import lucene
-    from cascade.pipelines.runner import open_dataset
-    from cascade.rankers.lucene import lucene_index
-
     dataset = open_dataset(config, session.data_dir)
     ctx = session.for_run(dataset.corpus, config.seed)
     return lucene.index_stats(lucene_index(ctx), ctx.log_dir / "lucene-stats.log")
 
 
 def _suite_target(path: Path, data: dict, root) -> Target:
-    from cascade.pipelines.suites import load_pipelines, load_suite, run_task
-
     check = validate(SuiteCheck, data, path, root)
     if check.expected.index is not None:
         raise error_at(path, root, ("expected", "index"), "index facts are checked for pipeline configs only")
@@ -188,7 +191,13 @@ def _suite_target(path: Path, data: dict, root) -> Target:
         problem = "has no task" if not chosen else f"has {len(chosen)} tasks"
         raise error_at(path, root, ("task",), f"the suite {problem} of kind {check.task!r}; its tasks: {kinds}")
     (task,) = chosen
+    index = tasks.index(task)
     _, (ref,) = load_pipelines([Path(check.pipeline)])
+
+    def refs(session: Context) -> None:
+        suite_root = read_yaml(check.suite, "suite config")[1]
+        check_refs(suite.tasks[index], ("tasks", index), Path(check.suite), suite_root, session.data_dir)
+        preflight(ref.config, ref.path, session.data_dir, dataset=task.own_dataset)
 
     def folder(out: Path) -> Path:
         return out / suite.suite / task.folder(ref, task.label(ref))
@@ -200,7 +209,7 @@ def _suite_target(path: Path, data: dict, root) -> Target:
         metrics = json.loads((outcome.folder / "metrics.json").read_text(encoding="utf-8"))
         return dict(metrics["measures"]), None, outcome.folder
 
-    return Target(path, check.name, check.expected, folder, run)
+    return Target(path, check.name, check.expected, folder, run, refs)
 
 
 # ----------------------------------------------------------------------------------------------- the matrix
@@ -221,14 +230,14 @@ def verify(
 ) -> list[Checked]:
     """Load every config first (bad input raises before any work), run each, compare; `out=None`: the run folders
     go to a temp folder that is removed afterwards."""
-    from cascade.pipelines.runner import check_run_folder
-
     targets = [load_target(p) for p in paths]
     names: dict[str, Path] = {}
     for target in targets:
         if target.name in names and names[target.name] != target.path:
             raise CascadeError(f"two configs are named {target.name!r} ({names[target.name]} and {target.path})")
         names[target.name] = target.path
+    for target in targets:  # datasets, data: files, train: configs, upstream scores: all before any run
+        target.check(session)
     if out is not None:
         for target in targets:
             check_run_folder(target.folder(out))
@@ -290,11 +299,15 @@ def matrix_text(checked: list[Checked]) -> str:
     text.append("")
     configs = f"{len(checked)} config{'s' if len(checked) != 1 else ''}"
     text.append(f"verify: {counts[OK]} OK, {counts[OKISH]} OKISH, {counts[FAIL]} FAIL ({configs})")
+    text.append("why the tolerances are what they are:")
+    notes: dict[tuple[str, str], list[str]] = {}  # (measure or "", why) -> configs: each reason printed once
     for c in checked:
-        notes = [f"{c.target.name}: {c.target.expected.why}"]
-        own = {m: v.why for m, v in c.target.expected.values().items() if v.why}
-        notes += [f"{c.target.name} {m}: {why}" for m, why in own.items()]
-        text += [f"  {note}" for note in notes]
+        notes.setdefault(("", c.target.expected.why), []).append(c.target.name)
+        for measure, value in c.target.expected.values().items():
+            if value.why:
+                notes.setdefault((measure, value.why), []).append(c.target.name)
+    for (measure, why), names in notes.items():
+        text.append(f"  {', '.join(names)}{f' ({measure})' if measure else ''}: {why}")
     return "\n".join(text) + "\n"
 
 

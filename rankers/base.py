@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from cascade.core.env import Context
 from cascade.core.errors import CascadeError
@@ -47,10 +47,23 @@ __all__ = [
 ]
 
 
-class Params(BaseModel):
-    """Base for stage parameters: unknown keys are errors, values are checked and never coerced silently."""
+# Lucene's and FAISS's integers (depths, counts) are 32-bit: a larger value would fail only after an index is built.
+INT32_MAX = 2**31 - 1
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class Params(BaseModel):
+    """Base for stage parameters: unknown keys are errors, values are checked and never coerced silently:
+    `k: "10"`, `k: 10.0` and `k: true` are errors (strict), floats are finite (no NaN or infinity), and integers
+    fit the 32-bit integers of the libraries underneath."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _int32(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT32_MAX:
+            raise ValueError(f"must be at most {INT32_MAX} (a 32-bit integer)")
+        return value
 
 
 class NotApplicable(CascadeError):
@@ -100,6 +113,11 @@ class Stage(ABC):
     def apply(self, inp: pd.DataFrame, ctx: Context, inputs: list[pd.DataFrame]) -> Output:
         """What the engine calls: the run (and statistics) for `inp`, given the runs of `children()`."""
         return Output(self.transform(inp, ctx))
+
+    def upstream_scores(self) -> list[str]:
+        """The upstream stages whose scores (`score:<name>` columns) it reads, e.g. ltr's features: checked against
+        the stages before it when a config is read (`cascade.pipelines.config.preflight`), before any work."""
+        return []
 
     def children(self) -> list[Pipeline]:
         """The child pipelines whose runs the engine hands to `apply` (built once from `children_param`)."""

@@ -40,7 +40,9 @@ from pydantic_core import PydanticCustomError
 from cascade.core.errors import CascadeError
 from cascade.core.paths import TRAIN_PREFIX  # resolved by cascade.pipelines.train before the stage is built
 from cascade.indexes.batching import length_sorted_batches, pad_rows
+from cascade.indexes.models import autocast_dtype, compute_label, model_fingerprint, pick_device, resolve_model
 from cascade.rankers.base import Context, Params, Stage, cut_tokens
+from cascade.rankers.dense import rerank_merge, split_top_k
 
 
 class CrossEncoderParams(Params):
@@ -57,8 +59,6 @@ class CrossEncoderParams(Params):
         """Fail at config load, before any stage runs, on a model that cannot be found."""
         if value.startswith(TRAIN_PREFIX):
             return value
-        from cascade.indexes.models import resolve_model
-
         try:
             resolve_model(value)
         except CascadeError as exc:
@@ -81,8 +81,6 @@ def load_scorer(resolved: str, device: str = "cpu", precision: str = "auto") -> 
     import torch
     import transformers
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from cascade.indexes.models import autocast_dtype
 
     transformers.utils.logging.disable_progress_bar()
     try:
@@ -204,8 +202,6 @@ class CrossEncoder(Stage):
     reads_instruction = "its own segment after the query"
 
     def resolved(self) -> str:
-        from cascade.indexes.models import resolve_model
-
         if self.params.model.startswith(TRAIN_PREFIX):
             raise CascadeError(
                 f"{self.params.model!r} is a training-config reference: `cascade run` resolves it (pipelines.train)",
@@ -214,14 +210,10 @@ class CrossEncoder(Stage):
         return resolve_model(self.params.model, where=f"{self.name}.model")
 
     def scorer(self) -> Scorer:
-        from cascade.indexes.models import pick_device
-
         return _cached_scorer(self.resolved(), pick_device(self.params.device), self.params.precision)
 
     def cache_parts(self, ctx: Context) -> dict:
         """The model's content (not its path), and where it runs: CUDA half and CPU fp32 scores differ slightly."""
-        from cascade.indexes.models import compute_label, model_fingerprint
-
         parts = super().cache_parts(ctx)
         parts["params"] = {**parts["params"], "model": model_fingerprint(self.resolved())}
         parts["compute"] = compute_label(self.params.device, self.params.precision)
@@ -232,8 +224,6 @@ class CrossEncoder(Stage):
 
     def transform(self, inp: pd.DataFrame, ctx: Context) -> pd.DataFrame:
         import torch
-
-        from cascade.rankers.dense import rerank_merge, split_top_k
 
         corpus = ctx.require_corpus(self.name)
         head, tail = split_top_k(inp, self.params.k)

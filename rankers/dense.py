@@ -11,6 +11,19 @@ import pandas as pd
 from pydantic import Field
 
 from cascade.core.digest import content_key
+from cascade.eval.datasets import doc_text
+from cascade.eval.runs import normalise_run
+from cascade.indexes.dense import (
+    build_faiss,
+    encode,
+    load_embeddings,
+    load_encoder,
+    load_faiss,
+    save_embeddings,
+    save_faiss,
+    search_faiss,
+)
+from cascade.indexes.models import compute_label, model_fingerprint, pick_device, resolve_model
 from cascade.rankers.base import Context, Params, Stage, fit_instruction
 
 EMBEDDINGS_VERSION = 1
@@ -42,8 +55,6 @@ class DenseRerankParams(EncoderParams):
 
 @functools.cache
 def _encoder(resolved: str, device: str, precision: str):
-    from cascade.indexes.dense import load_encoder
-
     return load_encoder(resolved, device, precision)
 
 
@@ -51,15 +62,11 @@ class _EncoderStage(Stage):
     reads_instruction = "appended to the query text"
 
     def encoder(self):
-        from cascade.indexes.models import pick_device, resolve_model
-
         p = self.params
         return _encoder(resolve_model(p.model, where=f"{self.name}.model"), pick_device(p.device), p.precision)
 
     def cache_parts(self, ctx: Context) -> dict:
         """The model's content, and where and in what precision it runs (`auto` resolves per machine)."""
-        from cascade.indexes.models import compute_label, model_fingerprint, resolve_model
-
         return {
             **super().cache_parts(ctx),
             "model": model_fingerprint(resolve_model(self.params.model, where=f"{self.name}.model")),
@@ -67,8 +74,6 @@ class _EncoderStage(Stage):
         }
 
     def encode_queries(self, queries: pd.DataFrame, ctx: Context) -> np.ndarray:
-        from cascade.indexes.dense import encode
-
         texts = [query_text(row) for row in queries.to_dict("records")]
         max_length = self.params.query_max_length
         encoder = self.encoder()
@@ -108,9 +113,6 @@ class Dense(_EncoderStage):
     uses_corpus = True
 
     def embeddings(self, ctx: Context) -> Path:
-        from cascade.indexes.dense import encode, save_embeddings
-        from cascade.indexes.models import compute_label, model_fingerprint, resolve_model
-
         p = self.params
         corpus = ctx.require_corpus(self.name)
         resolved = resolve_model(p.model, where=f"{self.name}.model")
@@ -124,8 +126,6 @@ class Dense(_EncoderStage):
 
         def build(tmp: Path) -> dict:
             docs = list(corpus.docs())
-            from cascade.eval.datasets import doc_text
-
             vectors = encode(
                 self.encoder(),
                 [doc_text(d) for d in docs],
@@ -140,8 +140,6 @@ class Dense(_EncoderStage):
         return folder
 
     def faiss_index(self, ctx: Context) -> tuple[list[str], object]:
-        from cascade.indexes.dense import build_faiss, load_embeddings, load_faiss, save_faiss
-
         p = self.params
         emb_folder = self.embeddings(ctx)
         made_from = {
@@ -163,8 +161,6 @@ class Dense(_EncoderStage):
         self.faiss_index(ctx)
 
     def transform(self, inp: pd.DataFrame, ctx: Context) -> pd.DataFrame:
-        from cascade.indexes.dense import search_faiss
-
         queries = inp.drop_duplicates("qid")
         docnos, index = self.faiss_index(ctx)
         vectors = self.encode_queries(queries, ctx)
@@ -192,8 +188,6 @@ class DenseRerank(_EncoderStage):
     uses_corpus = True
 
     def transform(self, inp: pd.DataFrame, ctx: Context) -> pd.DataFrame:
-        from cascade.indexes.dense import encode
-
         corpus = ctx.require_corpus(self.name)
         head, tail = split_top_k(inp, self.params.k)
         queries = head.drop_duplicates("qid")
@@ -217,8 +211,6 @@ class DenseRerank(_EncoderStage):
 
     def _score_from_corpus(self, head: pd.DataFrame, qvec: dict, ctx: Context) -> np.ndarray:
         """Inner products with the stored corpus vectors: no document is encoded twice across runs."""
-        from cascade.indexes.dense import load_embeddings
-
         p = self.params
         dense = Dense(
             model=p.model, batch_size=p.batch_size, max_length=p.max_length, device=p.device, precision=p.precision
@@ -239,8 +231,6 @@ def split_top_k(run: pd.DataFrame, k: int) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def rerank_merge(head: pd.DataFrame, tail: pd.DataFrame) -> pd.DataFrame:
     """Reranked head first, then the untouched tail, per query; scores of the tail are shifted below the head."""
-    from cascade.eval.frames import normalise_run
-
     head = normalise_run(head[["qid", "docno", "score"]].assign(rank=0))
     if tail.empty:
         return head
@@ -256,6 +246,4 @@ def rerank_merge(head: pd.DataFrame, tail: pd.DataFrame) -> pd.DataFrame:
 
 
 def _ranked(run: pd.DataFrame) -> pd.DataFrame:
-    from cascade.eval.frames import normalise_run
-
     return normalise_run(run.assign(rank=0))

@@ -6,7 +6,7 @@ input: a hash of the input frame for a first stage, else the upstream stage's ad
 pipelines (fusion), the addresses of its children's runs. A hit loads `runs/<key>/run.parquet`; a miss calls
 `stage.prepare(ctx)` (timed apart) and `stage.apply(frame, ctx, inputs)`, checks the run (`check_run`) and
 stores it with the stage's statistics in the entry's card. An empty input gives an empty run without calling the
-stage.
+stage. An entry that cannot be read (a truncated run.parquet) is said on one warning line and rebuilt.
 
 This module also holds how frames flow between stages (`with_queries`, `carry_scores`); it imports nothing of the
 stages themselves, so `rankers.base` can build `Pipeline.transform` on it.
@@ -26,7 +26,7 @@ import pandas as pd
 from cascade.core.digest import content_key, frame_digest
 from cascade.core.env import Context
 from cascade.core.errors import CascadeError
-from cascade.eval.frames import RUN_COLUMNS
+from cascade.eval.runs import RUN_COLUMNS
 
 if TYPE_CHECKING:  # annotations only: the engine drives stages through their declared protocol
     from cascade.rankers.base import Stage
@@ -155,10 +155,13 @@ def _run_stage(
         run.to_parquet(tmp / "run.parquet", index=False)
         return {"stage": repr(stage), "queries": len(queries), "rows": len(run), **computed, "stats": stats}
 
-    folder, built = store.get_or_build(RUN_CACHE, key, build, made_from)
-    run = with_queries(pd.read_parquet(folder / "run.parquet"), queries)
+    def load(entry: Path) -> tuple[pd.DataFrame, dict]:
+        return pd.read_parquet(entry / "run.parquet"), store.card(RUN_CACHE, key)
+
+    # a damaged entry (e.g. a truncated run.parquet) is said on one warning line and rebuilt
+    (stored, card), _, built = store.get_or_load(RUN_CACHE, key, build, made_from, load)
+    run = with_queries(stored, queries)
     seconds = time.perf_counter() - started
-    card = store.card(RUN_CACHE, key)
     if not built:
         computed = {k: float(card.get(k, 0.0)) for k in ("prepare_seconds", "compute_seconds")}
     timing = StageTiming(

@@ -19,10 +19,10 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from cascade.core.errors import CascadeError
-from cascade.eval.frames import RUN_COLUMNS, normalise_run
+from cascade.eval.runs import RUN_COLUMNS, normalise_run
 from cascade.rankers.base import Context, Output, Params, Stage
 from cascade.rankers.engine import execute
 
@@ -42,9 +42,12 @@ class FusionParams(Params):
 
     @field_validator("weights")
     @classmethod
-    def _positive(cls, value: list[float] | None) -> list[float] | None:
+    def _positive(cls, value: list[float] | None, info: ValidationInfo) -> list[float] | None:
         if value is not None and any(w < 0 for w in value):
             raise ValueError("weights must be >= 0")
+        inputs = info.data.get("inputs")
+        if value is not None and inputs is not None and len(value) != len(inputs):
+            raise ValueError(f"{len(value)} weights for {len(inputs)} inputs: give one weight per input")
         return value
 
 

@@ -14,9 +14,15 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from cascade.core.configfile import read_yaml
 from cascade.core.digest import content_key, file_digest, frame_digest
 from cascade.core.errors import CascadeError
+from cascade.core.paths import TRAIN_PREFIX
+from cascade.indexes import lucene
+from cascade.indexes.lexical import FEATURES, term_stats
 from cascade.rankers.base import SCORE_PREFIX, Context, Output, Params, Stage
+from cascade.rankers.dense import rerank_merge, split_top_k
+from cascade.rankers.lucene import lucene_index
 
 LEXICAL = "lexical"
 FEATURES_VERSION = 1
@@ -29,8 +35,6 @@ class LTRParams(Params):
 
 def feature_names(features: list[str]) -> list[str]:
     """Column names of the feature matrix, lexical expanded."""
-    from cascade.indexes.lexical import FEATURES
-
     names = []
     for feature in features:
         names += [f"lexical:{f}" for f in FEATURES] if feature == LEXICAL else [f"{SCORE_PREFIX}{feature}"]
@@ -57,10 +61,6 @@ def feature_matrix(frame: pd.DataFrame, features: list[str], ctx: Context) -> np
 
 
 def lexical_features(frame: pd.DataFrame, ctx: Context) -> np.ndarray:
-    from cascade.indexes import lucene
-    from cascade.indexes.lexical import FEATURES, term_stats
-    from cascade.rankers.lucene import lucene_index
-
     index = lucene_index(ctx)
     made_from = {"index": index.name, "pairs": frame_digest(frame, ["qid", "query", "docno"]), "v": FEATURES_VERSION}
 
@@ -97,6 +97,21 @@ class LTR(Stage):
     def features(self) -> list[str]:
         return json.loads((self.folder() / "features.json").read_text())["features"]
 
+    def upstream_scores(self) -> list[str]:
+        """The stage scores among its features, known before any work: from the model folder's features.json, or
+        for `train:CONFIG` from the training config's `features` (before the model is trained)."""
+        model = self.params.model
+        try:
+            if model.startswith(TRAIN_PREFIX):
+                data = read_yaml(model.removeprefix(TRAIN_PREFIX), "training config")[0]
+            else:
+                file = Path(model) / "features.json"
+                data = json.loads(file.read_text(encoding="utf-8")) if file.is_file() else None
+        except (CascadeError, OSError, ValueError):
+            return []  # an unreadable model is reported where it is read
+        features = data.get("features") if isinstance(data, dict) else None
+        return [f for f in features if isinstance(f, str) and f != LEXICAL] if isinstance(features, list) else []
+
     def cache_parts(self, ctx: Context) -> dict:
         parts = super().cache_parts(ctx)
         parts["params"] = {**parts["params"], "model": file_digest(self.folder() / "model.txt")}
@@ -108,8 +123,6 @@ class LTR(Stage):
     def apply(self, inp: pd.DataFrame, ctx: Context, inputs: list[pd.DataFrame]) -> Output:
         """The reranked run, with the model's feature importance (gain) as its statistics."""
         import lightgbm
-
-        from cascade.rankers.dense import rerank_merge, split_top_k
 
         head, tail = split_top_k(inp, self.params.k)
         head = head.reset_index(drop=True)

@@ -7,6 +7,8 @@ from pathlib import Path
 import pandas as pd
 from pydantic import Field
 
+from cascade.core.store import content_key
+from cascade.indexes import jvm, lucene
 from cascade.rankers.base import Context, Params, Stage
 
 
@@ -27,13 +29,10 @@ LUCENE_INDEX_VERSION = 1
 
 def lucene_index(ctx: Context) -> Path:
     """The Lucene index of the context's corpus, built once per corpus content and reused."""
-    from cascade.core.store import content_key
-    from cascade.indexes import lucene
-
     corpus = ctx.require_corpus("bm25")
     made_from = {
         "corpus": corpus.fingerprint,
-        "jar": lucene.anserini_jar().name,
+        "jar": jvm.anserini_jar().name,
         "version": LUCENE_INDEX_VERSION,
         "corpus_name": corpus.name,
     }
@@ -61,8 +60,6 @@ class BM25(Stage):
 
     def transform(self, inp: pd.DataFrame, ctx: Context) -> pd.DataFrame:
         from tqdm.auto import tqdm
-
-        from cascade.indexes import lucene
 
         index = lucene_index(ctx)
         p = self.params

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from cascade.core.digest import file_digest
 from cascade.core.paths import resolve_path
-from cascade.eval.frames import read_run
+from cascade.eval.runs import read_run
 from cascade.rankers.base import Context, Params, Stage
 
 

@@ -460,3 +460,33 @@ def test_full_disk_while_lucene_indexes_is_one_line(tmp_path):
         assert not [p for p in (cache / "lucene").iterdir() if not p.name.endswith(".lock")]
     finally:
         subprocess.run(["umount", str(cache)], check=False)
+
+
+def test_store_rebuilds_an_entry_it_cannot_read_once(tmp_path, capsys):
+    from cascade.core.store import ArtifactStore
+
+    store = ArtifactStore(tmp_path)
+    builds = []
+
+    def build(tmp: Path) -> dict:
+        builds.append(tmp)
+        (tmp / "data.json").write_text('{"value": 1}')
+        return {}
+
+    def load(folder: Path) -> dict:
+        return json.loads((folder / "data.json").read_text())
+
+    assert store.get_or_load("k", "key", build, {}, load)[0] == {"value": 1}
+    (store.path("k", "key") / "data.json").write_text('{"val')  # a cut write
+    value, folder, built = store.get_or_load("k", "key", build, {}, load)
+    assert (value, built, len(builds)) == ({"value": 1}, True, 2)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"cascade: warning: {folder}: damaged cache entry (JSONDecodeError")
+    assert leftovers(tmp_path) == []
+
+    def broken(tmp: Path) -> dict:
+        (tmp / "data.json").write_text("not json")
+        return {}
+
+    with pytest.raises(ValueError):  # a fresh build that cannot be read is a bug to see, not a loop
+        store.get_or_load("k", "other", broken, {}, load)

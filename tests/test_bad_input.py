@@ -177,6 +177,12 @@ CASES = [
         {"good.yaml": GOOD, "bad.yaml": config('  - bm25: {k: "10"}')},
     ),
     Case(
+        "two-configs-one-name",
+        ["run", "{tmp}/good.yaml", "{tmp}/again.yaml", *OUT],
+        r"again\.yaml: name: 'good' is also the name of .*good\.yaml",
+        {"good.yaml": GOOD, "again.yaml": GOOD.replace("k: 10", "k: 20")},
+    ),
+    Case(
         "dataset-folder-missing",
         ["run", "{tmp}/bad.yaml", *OUT],
         r"bad\.yaml:2: dataset: dataset folder '.*nowhere' does not exist",
@@ -322,11 +328,27 @@ CASES = [
         r"tasks\[0\]\.restrain\.test_fraction: .*finite",
     ),
     suite_case(
+        "suite-resample-rule-string",
+        "suite: s\ntasks:\n  - resample: {rule: {rule: quantile, fraction: '0.5'}}\n",
+        r"suite\.yaml:3: tasks\[0\]\.resample\.rule: fraction: .*number",
+    ),
+    suite_case(
+        "suite-unknown-dataset",
+        "suite: s\ntasks:\n  - retrieval: {dataset: cranfeld}\n",
+        r"suite\.yaml:3: tasks\[0\]\.retrieval\.dataset: unknown dataset 'cranfeld'; did you mean 'cranfield'",
+    ),
+    suite_case(
         "suite-data-escape",
         "suite: s\ntasks:\n  - negation_pairs: {pairs: 'data:../x.jsonl'}\n",
         r"suite\.yaml:3: tasks\[0\]\.negation_pairs\.pairs: 'data:\.\./x\.jsonl' leaves the data dir",
         env={"CASCADE_DATA": "{tmp}/data"},
         files={"data/x": ""},
+    ),
+    suite_case(
+        "suite-sample-escape",
+        "suite: s\ntasks:\n  - negation_pairs: {pairs: 'sample:../../../../x.jsonl'}\n",
+        r"suite\.yaml:3: tasks\[0\]\.negation_pairs\.pairs: 'sample:\.\./\.\./\.\./\.\./x\.jsonl' leaves the built-in "
+        r"sample",
     ),
     suite_case(
         "suite-pipeline-bad-value",
@@ -578,3 +600,13 @@ def test_data_paths_stay_inside_the_data_dir(tmp_path: Path) -> None:
     for value in ("data:../out.tsv", "data:sub/../../out.tsv", "data:link.tsv", f"data:{tmp_path}/out.tsv"):
         with pytest.raises(CascadeError, match=rf"^key\.x: '{re.escape(value)}' leaves the data dir"):
             resolve_path(value, data, "key.x")
+
+
+@pytest.mark.parametrize("threads", [0, -1])
+def test_context_refuses_thread_counts_below_one(tmp_path: Path, threads: int) -> None:
+    """The Python API refuses what --threads refuses: 0 is not 'all cores'."""
+    from cascade.core.env import Context
+    from cascade.core.errors import CascadeError
+
+    with pytest.raises(CascadeError, match=rf"threads: must be at least 1, not {threads}"):
+        Context.open(None, tmp_path / "cache", threads)

@@ -150,6 +150,9 @@ def test_training_saves_safetensors_config_tokenizer_and_log(trained):
     names = {p.name for p in folder.iterdir()}
     assert {"model.safetensors", "config.json", "tokenizer.json", "training_log.json", "card.json"} <= names
     assert not any(n.endswith((".bin", ".pkl", ".pt")) for n in names)
+    trained_with = json.loads((folder / "card.json").read_text())["trained_with"]  # what retraining depends on
+    assert trained_with["device"] in ("cpu", "cuda") and trained_with["versions"]["torch"]
+    assert trained_with["precision"].split()[0] in ("fp32", "bf16", "fp16") and "features" in trained_with["cpu"]
     log = json.loads((folder / "training_log.json").read_text())
     assert [e["step"] for e in log["loss"]] == list(range(1, log["steps"] + 1))
     assert all(np.isfinite(e["loss"]) for e in log["loss"])

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
 from cascade.core.errors import CascadeError
 from cascade.pipelines.config import load_config
@@ -44,8 +45,9 @@ def test_combsum_zscore():
 
 
 def test_weights_must_match_inputs():
-    with pytest.raises(CascadeError, match="2 weights for 3 inputs|3 inputs"):
-        RRF(inputs=INPUTS + INPUTS[:1], weights=[1.0, 1.0]).fuse([A, B, A])
+    """Refused when the stage is made (from a config: when it is read), not when the runs are fused."""
+    with pytest.raises(ValidationError, match="2 weights for 3 inputs"):
+        RRF(inputs=INPUTS + INPUTS[:1], weights=[1.0, 1.0])
 
 
 def test_fusion_config_runs_and_caches_each_input(tmp_path, cache_dir):

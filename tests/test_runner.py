@@ -143,3 +143,18 @@ def test_ctrl_c_exits_cleanly_and_leaves_no_temp_folders(tmp_path):
     assert "Traceback" not in err
     assert not list((cache / "lucene").glob(".*.tmp-*"))
     assert not (out / "sample-bm25").exists()
+
+
+def test_damaged_outputs_entry_is_said_and_rebuilt(tmp_path):
+    """A cut measures.json in the cached outputs (run.trec, per-query values, aggregates): one warning, rebuilt."""
+    args = ["run", SAMPLE_BM25, "--out", tmp_path / "runs", "--cache", tmp_path / "cache", "-q"]
+    first = run_cascade(*args)
+    assert first.returncode == 0, first.stderr
+    clean = (tmp_path / "runs" / "sample-bm25" / "metrics.json").read_bytes()
+    (entry,) = (tmp_path / "cache" / "outputs").glob("[!.]*")
+    (entry / "measures.json").write_text('{"nD')
+    again = run_cascade(*args)
+    assert again.returncode == 0, again.stderr
+    warnings = [line for line in again.stderr.splitlines() if line.strip()]
+    assert len(warnings) == 1 and "damaged cache entry" in warnings[0] and str(entry.name) in warnings[0]
+    assert (tmp_path / "runs" / "sample-bm25" / "metrics.json").read_bytes() == clean

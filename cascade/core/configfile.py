@@ -97,6 +97,8 @@ def validation_error(
     detail = error.errors()[0]
     loc = prefix + tuple(p for p in detail["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     message = "unknown key" if detail["type"] == "extra_forbidden" else detail["msg"]
+    if detail["type"] == "value_error":  # a validator's own message, without pydantic's "Value error, "
+        message = message.removeprefix("Value error, ")
     if detail["type"] == "missing":
         message = "required key is missing"
     return error_at(path, root, loc, message)

@@ -34,6 +34,8 @@ class Context:
         threads: int | None = None,
         progress: bool = True,
     ) -> Context:
+        if threads is not None and threads < 1:  # 0 is not "all cores", and a negative count is no count
+            raise CascadeError(f"threads: must be at least 1, not {threads}")
         return cls(
             store=ArtifactStore(cache_dir),
             data_dir=resolve_data_dir(data_dir),

@@ -37,10 +37,10 @@ def resolve_path(value: str, data_dir: Path | None, key: str, *, kind: str = "fi
     return path
 
 
-def confined(data_dir: Path, relative: str, key: str, value: str) -> Path:
+def confined(data_dir: Path, relative: str, key: str, value: str, what: str = "the data dir") -> Path:
     """`data_dir / relative`, refused when its real path (`..` and symlinks resolved) leaves the real data dir."""
     root = Path(data_dir).resolve()
     path = (root / relative).resolve()
     if not path.is_relative_to(root):
-        raise CascadeError(f"{key}: {value!r} leaves the data dir '{root}' (resolves to '{path}'); refused")
+        raise CascadeError(f"{key}: {value!r} leaves {what} '{root}' (resolves to '{path}'); refused")
     return Path(data_dir) / relative

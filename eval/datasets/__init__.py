@@ -21,9 +21,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from cascade.core.digest import file_digest
 from cascade.core.errors import CascadeError
 from cascade.core.paths import resolve_data_dir
-from cascade.eval.frames import DocIds, check_queries, iter_corpus, read_qrels, read_queries
+from cascade.eval.corpus import DocIds, iter_corpus
+from cascade.eval.topics import check_queries, read_qrels, read_queries
 
 SAMPLE_DIR = Path(__file__).parent / "sample"
 QRELS_CHOICES = ("default", "official")
@@ -92,8 +94,6 @@ class Dataset:
 
 @functools.cache
 def _file_fingerprint(path: Path, size: int, mtime_ns: int) -> str:
-    from cascade.core.digest import file_digest
-
     return f"sha256:{file_digest(path)}"
 
 

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cascade.core.atomic import write_text
 from cascade.eval.report.board import Board, ReportOptions, Section, build_board, compare_section
+from cascade.eval.report.html import write_site
+from cascade.eval.report.markdown import leaderboard_markdown
 from cascade.eval.report.runs import RunInfo, collect_runs, read_run_folder
 
 __all__ = [
@@ -32,16 +35,11 @@ def write_leaderboard(
     html_dir: str | Path | None = None,
 ) -> tuple[Path, str, Board]:
     """Markdown of every run under `root`, written to `out` (default `root/leaderboard.md`), and the HTML site."""
-    from cascade.core.atomic import write_text
-    from cascade.eval.report.markdown import leaderboard_markdown
-
     root = Path(root)
     board = build_board(collect_runs(root), options or ReportOptions())
     text = leaderboard_markdown(board)
     target = Path(out) if out else root / "leaderboard.md"
     write_text(target, text)
     if html_dir is not None:
-        from cascade.eval.report.html import write_site
-
         write_site(board, html_dir)
     return target, text, board

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from cascade.core.errors import CascadeError
-from cascade.eval.frames import reading
+from cascade.eval.textfiles import reading
 
 DEFAULT_SUITE = "default"
 

@@ -29,10 +29,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from cascade.core.configfile import error_at, load_model, read_yaml, validate
 from cascade.core.env import Context
 from cascade.core.errors import CascadeError
+from cascade.core.paths import confined
+from cascade.eval.datasets import SAMPLE_DIR, load_dataset
 from cascade.pipelines.config import check_refs, preflight
 from cascade.pipelines.runner import check_run_folder, write_run_folder
 from cascade.pipelines.suites import extrapolation, instructions, negation, restrain, retrieval
 from cascade.pipelines.suites.base import PROTOCOLS, PipelineRef, Protocol, load_pipelines
+from cascade.pipelines.suites.common import SAMPLE_PREFIX
 from cascade.rankers.pool import NotApplicable
 
 # the modules whose protocol classes fill PROTOCOLS when they are defined
@@ -86,8 +89,17 @@ def run_suite(
     if not pipelines:
         raise CascadeError("--pipelines: give at least one pipeline config")
     every, distinct = load_pipelines(pipelines)
-    # before any work: the suite's own `data:` files, and each pipeline's datasets, files and trained models
-    check_refs(suite.tasks, ("tasks",), Path(path), read_yaml(path, "suite config")[1], session.data_dir)
+    # before any work: the suite's own datasets and `data:` files, and each pipeline's datasets, files and models
+    root = read_yaml(path, "suite config")[1]
+    check_refs(suite.tasks, ("tasks",), Path(path), root, session.data_dir)
+    check_sample_refs(suite.tasks, ("tasks",), Path(path), root)
+    for index, task in enumerate(tasks):
+        name = getattr(task.spec, "dataset", None)
+        if isinstance(name, str):
+            try:
+                load_dataset(name, session.data_dir, qrels=getattr(task.spec, "qrels", "default"))
+            except CascadeError as exc:
+                raise error_at(path, root, ("tasks", index, task.kind, "dataset"), str(exc)) from None
     own = any(task.own_dataset for task in tasks)
     for ref in every:
         preflight(ref.config, ref.path, session.data_dir, dataset=own)
@@ -101,6 +113,21 @@ def run_suite(
             results.append(outcome)
             on_result(outcome)
     return results
+
+
+def check_sample_refs(value: Any, loc: tuple, path: Path, root: Any) -> None:
+    """`sample:` strings in task parameters stay inside the built-in sample, said at their file and line."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_sample_refs(item, (*loc, key), path, root)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_sample_refs(item, (*loc, index), path, root)
+    elif isinstance(value, str) and value.startswith(SAMPLE_PREFIX):
+        try:
+            confined(SAMPLE_DIR, value.removeprefix(SAMPLE_PREFIX), "", value, "the built-in sample")
+        except CascadeError as exc:
+            raise error_at(path, root, loc, str(exc).removeprefix(": ")) from None
 
 
 def run_task(task: Protocol, ref: PipelineRef, suite: str, out: Path, session: Context) -> Outcome:

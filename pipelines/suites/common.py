@@ -10,7 +10,7 @@ import pandas as pd
 
 from cascade.core.digest import content_key
 from cascade.core.env import Context
-from cascade.core.paths import resolve_path
+from cascade.core.paths import confined, resolve_path
 from cascade.eval.datasets import SAMPLE_DIR, Corpus
 from cascade.eval.measures import canonical, parse_measures
 from cascade.pipelines.config import Config, DatasetRef
@@ -28,8 +28,8 @@ def resolve_source(value: str, session: Context, key: str, *, kind: str = "file"
     `sample` for the protocol's own sample file (`sample`), when it has one."""
     if value == "sample" and sample:
         return SAMPLE_DIR / sample
-    if value.startswith(SAMPLE_PREFIX):
-        value = str(SAMPLE_DIR / value.removeprefix(SAMPLE_PREFIX))
+    if value.startswith(SAMPLE_PREFIX):  # confined to the built-in sample as `data:` is to the data dir
+        value = str(confined(SAMPLE_DIR, value.removeprefix(SAMPLE_PREFIX), key, value, "the built-in sample"))
     return resolve_path(value, session.data_dir, key, kind=kind)
 
 
@@ -41,8 +41,9 @@ def source_name(kind: str, path: str) -> str:
 
 
 def retargeted(ref: PipelineRef, dataset: DatasetRef, measures: list[str] | None) -> Config:
-    """The pipeline's config on another dataset, named by its short label."""
-    update: dict[str, Any] = {"dataset": dataset, "name": ref.label}
+    """The pipeline's config on another dataset, named by its short label (its `expected:` scores are of its own
+    dataset, so they do not travel)."""
+    update: dict[str, Any] = {"dataset": dataset, "name": ref.label, "expected": None}
     if measures:
         update["measures"] = list(measures)
     return ref.config.model_copy(update=update)

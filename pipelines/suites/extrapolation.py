@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from cascade.core.env import Context
 from cascade.core.errors import CascadeError
@@ -104,6 +104,18 @@ class ResampleSpec(Strict):
 
     rule: dict[str, Any] = Field(default_factory=lambda: {"rule": "quantile", "fraction": 0.5})
     measure: str = "nDCG@10"
+
+    @field_validator("rule")
+    @classmethod
+    def _split_rule(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """Checked when the suite is read (the spec keeps the dict as written: it goes into config hashes)."""
+        try:
+            SplitRule.model_validate(value)
+        except ValidationError as exc:
+            detail = exc.errors()[0]
+            key = ".".join(str(p) for p in detail["loc"])
+            raise ValueError(f"{key + ': ' if key else ''}{detail['msg'].removeprefix('Value error, ')}") from None
+        return value
 
 
 class ReSample(_SidesProtocol):

@@ -14,9 +14,9 @@ from pydantic import Field
 from cascade.core.env import Context
 from cascade.core.errors import CascadeError
 from cascade.eval.datasets import Dataset, load_dataset
-from cascade.eval.frames import format_run
 from cascade.eval.instructions import p_mrr, read_followir, read_instructir, robustness_at_k
 from cascade.eval.measures import evaluate, parse_measures
+from cascade.eval.runs import format_run
 from cascade.pipelines.config import DatasetRef
 from cascade.pipelines.runner import Artifacts, build_stages, run_artifacts
 from cascade.pipelines.suites.base import PipelineRef, Protocol, Strict

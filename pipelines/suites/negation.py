@@ -8,8 +8,8 @@ from pydantic import Field
 
 from cascade.core.env import Context
 from cascade.eval.datasets import Corpus, Dataset, file_fingerprint
-from cascade.eval.frames import format_run
 from cascade.eval.negation import pair_measures, pair_scores, read_pairs
+from cascade.eval.runs import format_run
 from cascade.pipelines.config import DatasetRef
 from cascade.pipelines.runner import Artifacts
 from cascade.pipelines.suites.base import PipelineRef, Protocol, Strict

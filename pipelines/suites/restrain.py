@@ -24,8 +24,8 @@ from cascade.core.env import Context
 from cascade.core.errors import CascadeError
 from cascade.eval.datasets import Dataset, load_dataset
 from cascade.eval.extrapolation import bucket_sets, holdout_plan, plan_splits, split_scores
-from cascade.eval.frames import RUN_COLUMNS, format_run
 from cascade.eval.measures import canonical, evaluate, parse_measures
+from cascade.eval.runs import RUN_COLUMNS, format_run
 from cascade.pipelines.config import DatasetRef
 from cascade.pipelines.resample import cluster_queries
 from cascade.pipelines.runner import Artifacts, build_stages

@@ -24,7 +24,7 @@ from cascade.core.paths import TRAIN_PREFIX
 from cascade.core.store import ArtifactStore
 from cascade.eval.datasets import Dataset
 from cascade.pipelines.suites.base import PipelineRef, Strict
-from cascade.pipelines.train import TRAINERS, _load_trainers, read_training_config
+from cascade.pipelines.train import TRAINERS, read_training_config
 from cascade.rankers.pool import NotApplicable
 
 RESTRAIN_CONFIGS = "restrain-configs"  # artifact kind of the derived training configs
@@ -52,7 +52,6 @@ class RestrainSpec(Strict):
     @field_validator("trainers", "overrides")
     @classmethod
     def _known_kinds(cls, value: Any) -> Any:
-        _load_trainers()
         unknown = [kind for kind in value if kind not in TRAINERS]
         if unknown:
             raise ValueError(f"unknown trainer kind {unknown[0]!r}; known: {', '.join(sorted(TRAINERS))}")

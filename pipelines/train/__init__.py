@@ -5,61 +5,47 @@ the model that training config produces. That folder is content-addressed (a has
 content and its trainer's version), so `cascade run` trains a missing model once and reuses it after; a changed
 training config gives a new folder, never a stale model.
 
-Each trainer registers itself in `TRAINERS` under the `kind` its YAML declares; it gets the parsed YAML, the file
-path and the `Context`, fills a temp folder, and returns facts for the artifact's card.
+Each trainer registers itself in `TRAINERS` (`registry`) under the `kind` its YAML declares; it gets the parsed
+YAML, the file path and the `Context`, fills a temp folder, and returns facts for the artifact's card. This package
+imports every trainer's module, which registers it; a trainer imports torch or LightGBM only inside its functions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import yaml
-from pydantic import BaseModel
-
-from cascade.core.configfile import error_at, line_of, read_yaml, validate
+from cascade.core.configfile import error_at, read_yaml
 from cascade.core.digest import content_key
 from cascade.core.env import Context
 from cascade.core.errors import CascadeError
 from cascade.core.paths import TRAIN_PREFIX
+from cascade.pipelines.train import cross_encoder, ltr  # noqa: F401  (importing a trainer's module registers it)
+from cascade.pipelines.train.registry import (
+    TRAINERS,
+    WHAT,
+    Trainer,
+    config_tree,
+    key_locator,
+    parse_config,
+    register,
+)
+
+__all__ = [
+    "MODELS",
+    "TRAINERS",
+    "Trainer",
+    "config_tree",
+    "ensure_trained",
+    "key_locator",
+    "model_key",
+    "parse_config",
+    "read_training_config",
+    "register",
+    "resolve_train_refs",
+]
 
 MODELS = "models"
-WHAT = "training config"
-M = TypeVar("M", bound=BaseModel)
-
-
-@dataclass(frozen=True)
-class Trainer:
-    kind: str
-    version: int
-    train: Callable[[dict, Path, Context, Path], dict]  # (yaml data, config path, env, out folder) -> card facts
-    # Optional: the content of what the config reads (base model, data files), so changed data is a new model.
-    fingerprint: Callable[[dict, Path, Context], dict] | None = None
-    # Optional: validate the parsed YAML (raising `file:line: key: message`), run whenever a config is read, so a
-    # bad value is refused before any work rather than inside the build.
-    check: Callable[[dict, Path], object] | None = None
-
-
-TRAINERS: dict[str, Trainer] = {}
-
-
-def register(trainer: Trainer) -> Trainer:
-    TRAINERS[trainer.kind] = trainer
-    return trainer
-
-
-def _load_trainers() -> None:
-    """Trainers import torch/LightGBM lazily; importing their modules only registers them."""
-    import importlib
-
-    for module in ("cascade.pipelines.train.ltr", "cascade.pipelines.train.cross_encoder"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
 
 
 def read_training_config(path: str | Path) -> tuple[dict, Trainer]:
@@ -68,7 +54,6 @@ def read_training_config(path: str | Path) -> tuple[dict, Trainer]:
     data, root = read_yaml(path, WHAT)
     if not isinstance(data, dict):
         raise CascadeError("a training config is a YAML mapping with a 'kind' key", where=str(path))
-    _load_trainers()
     known = ", ".join(sorted(TRAINERS))
     if "kind" not in data:
         raise error_at(path, root, ("kind",), f"required key is missing: the trainer, one of {known}")
@@ -78,30 +63,6 @@ def read_training_config(path: str | Path) -> tuple[dict, Trainer]:
     if trainer.check is not None:
         trainer.check(data, path)
     return data, trainer
-
-
-def config_tree(path: Path) -> yaml.Node | None:
-    """The YAML node tree of a training config (for line numbers); None when it cannot be read again."""
-    try:
-        return read_yaml(path, WHAT)[1]
-    except CascadeError:
-        return None
-
-
-def parse_config(model: type[M], data: dict, path: Path) -> M:
-    """A trainer's pydantic model of `data` (read from `path`); errors are `file:line: key: message`."""
-    return validate(model, data, path, config_tree(path))
-
-
-def key_locator(path: Path) -> Callable[[str], str]:
-    """`where` for an error at a dotted config key: `file:line` of that key, else the file."""
-    root = config_tree(path)
-
-    def where(key: str) -> str:
-        line = line_of(root, tuple(key.split("."))) if root is not None else None
-        return f"{path}:{line}" if line else str(path)
-
-    return where
 
 
 def model_key(data: dict, trainer: Trainer, inputs: dict | None = None) -> str:

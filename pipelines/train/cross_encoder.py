@@ -32,8 +32,22 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cascade.core.env import Context
 from cascade.core.errors import CascadeError
-from cascade.pipelines.train import Trainer, key_locator, parse_config, register
-from cascade.pipelines.train.data import DataSpec, TrainingData, build_training_data, data_fingerprint, epoch_order
+from cascade.eval.measures import evaluate, parse_measures
+from cascade.indexes.batching import length_sorted_batches
+from cascade.indexes.models import autocast_dtype, model_fingerprint, pick_device, resolve_model
+from cascade.pipelines.manifest import training_record
+from cascade.pipelines.train.data import (
+    DataSpec,
+    TrainingData,
+    build_training_data,
+    data_fingerprint,
+    epoch_order,
+    first_segment,
+    sample_group,
+)
+from cascade.pipelines.train.registry import Trainer, key_locator, parse_config, register
+from cascade.rankers.cross_encoder import Scorer, forward_logits, pad_batch, score_pairs, tokenize_pairs
+from cascade.rankers.dense import rerank_merge
 
 TRAINER_VERSION = 1
 
@@ -81,8 +95,6 @@ def parse(data: dict, path: Path) -> CrossEncoderTrainConfig:
 
 def fingerprint(data: dict, path: Path, env: Context) -> dict:
     """The base model's and the training data's content: with the config, they address the trained model."""
-    from cascade.indexes.models import model_fingerprint, resolve_model
-
     config = parse(data, path)
     base = model_fingerprint(resolve_model(config.model, where=key_locator(path)("model")))
     data_parts = data_fingerprint(config.train, config.test_datasets, env.data_dir, key_locator(path))
@@ -111,9 +123,6 @@ def batch_scores(scorer, first: list[str], second: list[str], max_length: int, m
     """Scores with grad for all pairs of one step, computed in length-sorted micro-batches (less padding)."""
     import torch
 
-    from cascade.indexes.batching import length_sorted_batches
-    from cascade.rankers.cross_encoder import forward_logits, pad_batch, tokenize_pairs
-
     tokens = tokenize_pairs(scorer.tokenizer, first, second, max_length)
     pad_id = scorer.tokenizer.pad_token_id or 0
     parts, order = [], []
@@ -126,11 +135,6 @@ def batch_scores(scorer, first: list[str], second: list[str], max_length: int, m
 
 def evaluate_dev(scorer, data: TrainingData, config: CrossEncoderTrainConfig, progress: bool) -> dict[str, float]:
     """Dev metrics: rerank each dev query's BM25 candidates with the current weights."""
-    from cascade.eval.measures import evaluate, parse_measures
-    from cascade.pipelines.train.data import first_segment
-    from cascade.rankers.cross_encoder import score_pairs
-    from cascade.rankers.dense import rerank_merge
-
     run = data.dev_candidates
     scorer.model.eval()
     scores = score_pairs(
@@ -152,8 +156,6 @@ def load_base(config: CrossEncoderTrainConfig, path: Path, device: str):
     """The encoder with a fresh one-output head (the warning about it is expected, so it is silenced)."""
     import transformers
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from cascade.indexes.models import resolve_model
 
     resolved = resolve_model(config.model, where=key_locator(path)("model"))
     transformers.utils.logging.disable_progress_bar()
@@ -177,11 +179,6 @@ def write_log(out: Path, log: dict) -> None:
 def train_cross_encoder(data: dict, path: Path, env: Context, out: Path) -> dict:
     import torch
     from tqdm.auto import tqdm
-
-    from cascade.indexes.models import autocast_dtype, pick_device
-    from cascade.pipelines.manifest import training_record
-    from cascade.pipelines.train.data import sample_group
-    from cascade.rankers.cross_encoder import Scorer
 
     config = parse(data, path)
     started = time.perf_counter()

@@ -20,10 +20,13 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cascade.core.digest import file_digest, frame_digest
 from cascade.core.env import Context
 from cascade.core.errors import CascadeError
 from cascade.core.paths import resolve_path
-from cascade.eval.frames import open_text, reading
+from cascade.eval.datasets import load_dataset
+from cascade.eval.textfiles import open_text, reading
+from cascade.rankers.cross_encoder import pair_segments
 from cascade.rankers.engine import execute
 from cascade.rankers.lucene import BM25
 
@@ -156,8 +159,6 @@ def in_corpus(corpus, docno: str) -> bool:
 
 
 def first_segment(frame: pd.DataFrame, sep: str) -> list[str]:
-    from cascade.rankers.cross_encoder import pair_segments
-
     instructions = frame["instruction"].tolist() if "instruction" in frame else None
     return pair_segments(frame["query"].tolist(), instructions, sep)
 
@@ -187,8 +188,6 @@ def bm25_candidates(queries: pd.DataFrame, dataset, spec: DataSpec, env, depth: 
 
 def checked_sources(spec: DataSpec, tests: list[str], data_dir: Path | None, where: Callable[[str], str]):
     """(dataset, triples or None), once no training query is a test query."""
-    from cascade.eval.datasets import load_dataset
-
     dataset = load_dataset(spec.dataset, data_dir)
     if dataset.corpus is None:
         raise CascadeError(f"train.dataset: '{spec.dataset}' has no corpus to draw passages from", where=where("train"))
@@ -264,8 +263,6 @@ def build_training_data(
 def data_fingerprint(spec: DataSpec, tests: list[str], data_dir: Path | None, where: Callable[[str], str]) -> dict:
     """What the training data is made of, by content: part of a trained model's address. Checks overlap first,
     so a refused config fails before anything is built."""
-    from cascade.core.digest import file_digest, frame_digest
-
     dataset, _ = checked_sources(spec, tests, data_dir, where)
     parts = {
         "queries": frame_digest(dataset.queries, ["qid", "query", "instruction"]),

@@ -25,8 +25,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from cascade.core.configfile import error_at, validate
 from cascade.core.env import Context
 from cascade.core.errors import CascadeError
-from cascade.pipelines.train import Trainer, config_tree, key_locator, register
-from cascade.pipelines.train.data import ExcludedQueries
+from cascade.eval.datasets import load_dataset
+from cascade.pipelines.manifest import training_record
+from cascade.pipelines.train.data import (
+    ExcludedQueries,
+    refuse_overlap,
+    run_candidates,
+    split_dev,
+    training_context,
+    without_excluded,
+)
+from cascade.pipelines.train.registry import Trainer, config_tree, key_locator, register
+from cascade.rankers import STAGES
+from cascade.rankers.ltr import feature_matrix, feature_names
 
 
 class _Strict(BaseModel):
@@ -60,8 +71,6 @@ class LTRTrainConfig(_Strict):
 
 def parse(data: dict, path: Path) -> LTRTrainConfig:
     """The config, its `candidates` checked like a pipeline's stages; errors are `file:line: key: message`."""
-    from cascade.rankers import STAGES
-
     root = config_tree(path)
     config = validate(LTRTrainConfig, data, path, root)
     for index, item in enumerate(config.candidates):
@@ -74,8 +83,6 @@ def parse(data: dict, path: Path) -> LTRTrainConfig:
 
 def split_queries(queries: pd.DataFrame, dev_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, dev) query frames with the cross-encoder trainer's seeded split, sized by a fraction."""
-    from cascade.pipelines.train.data import split_dev
-
     n_dev = max(1, int(round(dev_fraction * len(queries))))
     train, dev = split_dev(queries["qid"].tolist(), n_dev, seed, key="train.dev_fraction")
     return queries[queries["qid"].isin(set(train))], queries[queries["qid"].isin(set(dev))]
@@ -89,12 +96,6 @@ def labelled(frame: pd.DataFrame, qrels: pd.DataFrame) -> pd.DataFrame:
 
 def train_ltr(data: dict, path: Path, env: Context, out: Path) -> dict:
     import lightgbm
-
-    from cascade.eval.datasets import load_dataset
-    from cascade.pipelines.manifest import training_record
-    from cascade.pipelines.train.data import refuse_overlap, run_candidates, training_context, without_excluded
-    from cascade.rankers import STAGES
-    from cascade.rankers.ltr import feature_matrix, feature_names
 
     config = parse(data, path)
     where = key_locator(path)
