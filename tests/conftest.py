@@ -54,8 +54,11 @@ def cascade():
 # build (its temp folder exists) and then sleeps until it is signalled. Tests interrupt it there, never racing
 # a build that might finish first.
 PAUSED_CLI = """
-import sys, time
+import signal, sys, time
 from pathlib import Path
+# Ctrl-C as in a terminal: a shell's background job (e.g. `make test &`) starts with SIGINT ignored, and Python then
+# installs no KeyboardInterrupt handler; the tests that send SIGINT act as the user's terminal would.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 kind, marker = sys.argv[1], Path(sys.argv[2])
 del sys.argv[1:3]
 from cascade.core.store import ArtifactStore
