@@ -11,8 +11,9 @@ from cascade.rankers.ltr import LTR
 from cascade.rankers.lucene import BM25, RM3
 from cascade.rankers.run_file import RunFile
 from cascade.rankers.sparse import Sparse
+from cascade.rankers.sparse_rerank import SparseRerank
 
-register(BM25, RM3, RunFile, Dense, DenseRerank, RRF, CombSUM, CombMNZ, Sparse, LTR, CrossEncoder)
+register(BM25, RM3, RunFile, Dense, DenseRerank, RRF, CombSUM, CombMNZ, Sparse, SparseRerank, LTR, CrossEncoder)
 
 __all__ = [
     "BM25",
@@ -24,6 +25,7 @@ __all__ = [
     "CombSUM",
     "CombMNZ",
     "Sparse",
+    "SparseRerank",
     "LTR",
     "CrossEncoder",
     "STAGES",

@@ -41,20 +41,25 @@ def sparse_encoder(name: str, device: str, precision: str):
     return _OPEN[key]
 
 
+def vectors_address(encoder: Any, corpus_fingerprint: str, max_length: int, batch_size: int) -> tuple[dict, str]:
+    """What the corpus vectors are made from and their content key: `sparse_rerank` reads the same entry."""
+    made_from = {
+        **encoder.identity(),
+        "corpus": corpus_fingerprint,
+        "max_length": max_length,
+        "batch_size": batch_size,
+        "version": VECTORS_VERSION,
+    }
+    return made_from, content_key(made_from)
+
+
 def corpus_vectors(params: SparseParams, ctx: Context) -> tuple[Path, str]:
     """The folder of the corpus's vectors (encoded once per encoder and corpus content) and its content key."""
     corpus = ctx.require_corpus("sparse")
     if params.vectors is not None:
         return given_vectors(Path(params.vectors).expanduser(), corpus.fingerprint, params)
     encoder = sparse_encoder(params.encoder, params.device, params.precision)
-    made_from = {
-        **encoder.identity(),
-        "corpus": corpus.fingerprint,
-        "max_length": params.max_length,
-        "batch_size": params.batch_size,
-        "version": VECTORS_VERSION,
-    }
-    key = content_key(made_from)
+    made_from, key = vectors_address(encoder, corpus.fingerprint, params.max_length, params.batch_size)
 
     def build(tmp: Path) -> dict:
         docs = list(corpus.docs())

@@ -519,6 +519,7 @@ SAMPLE_HASHES = {
     "bm25-dense-rerank.yaml": "d37f1ab204eeb30b5a8f90d4",
     "bm25-ltr.yaml": "a03f1cc2e0b6915cfe583e5b",
     "bm25-rm3.yaml": "23b6c116f21af634d6f7c5a7",
+    "bm25-sparse-rerank.yaml": "6269a75585c8bef46d3a5156",  # added with sparse_rerank (strict from the start)
     "bm25.yaml": "e2964a8a64b31b7f417a3bea",
     "dense.yaml": "3d9daf13ce571b2944c6577a",
     "rrf-bm25-dense.yaml": "d4a675ca968494de89e05ff0",

@@ -165,7 +165,7 @@ def test_only_the_chosen_index_knobs_enter_the_cache_key(ctx):
     assert seismic != Sparse(index="seismic", seismic={"heap_factor": 0.3}).cache_parts(ctx)
 
 
-@pytest.mark.parametrize("stage", ["sparse", "dense", "dense_rerank", "cross_encoder"])
+@pytest.mark.parametrize("stage", ["sparse", "sparse_rerank", "dense", "dense_rerank", "cross_encoder"])
 def test_neural_cache_keys_hold_the_resolved_precision_not_auto(ctx, stage):
     """`precision: auto` is bf16 on CPUs with AMX and fp32 elsewhere; a cache shared between them must not mix."""
     from cascade.indexes.models import autocast_dtype

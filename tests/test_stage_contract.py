@@ -87,6 +87,7 @@ CASES: dict[str, Callable[[dict[str, Path]], tuple[dict, dict]]] = {
     "dense": lambda m: ({"k": 10, "precision": "fp32"}, {"k": 5}),
     "dense_rerank": lambda m: ({"k": 8, "precision": "fp32"}, {"k": 5}),
     "sparse": lambda m: ({"index": "exact", "k": 10, "measure": False, "precision": "fp32"}, {"k": 5}),
+    "sparse_rerank": lambda m: ({"k": 8, "precision": "fp32"}, {"k": 5}),
     "rrf": lambda m: ({"inputs": FUSION_INPUTS, "k": 60}, {"k": 10}),
     "combsum": lambda m: ({"inputs": FUSION_INPUTS}, {"norm": "zscore"}),
     "combmnz": lambda m: ({"inputs": FUSION_INPUTS}, {"weights": [1.0, 2.0]}),
