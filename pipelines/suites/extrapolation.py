@@ -14,7 +14,6 @@ import pandas as pd
 from pydantic import Field, ValidationError, field_validator
 
 from cascade.core.env import Context
-from cascade.core.errors import CascadeError
 from cascade.eval.datasets import Dataset, load_dataset
 from cascade.eval.extrapolation import RESTTEST_TESTSETS, read_splits, split_scores
 from cascade.pipelines.config import Config
@@ -127,11 +126,7 @@ class ReSample(_SidesProtocol):
     title = "ReSample split"
 
     def run(self, ref: PipelineRef, session: Context) -> Artifacts:
-        try:
-            rule = SplitRule.model_validate(self.spec.rule)
-        except ValidationError as exc:
-            detail = exc.errors()[0]
-            raise CascadeError(f"resample.rule: {detail['msg']}") from None
+        rule = SplitRule.model_validate(self.spec.rule)  # checked when the suite was read (ResampleSpec)
         train = training_queries(ref.config, session.data_dir)
         if train.empty:
             raise NotApplicable("no stage is trained (`train:` model), so there is nothing to interpolate from")
