@@ -51,11 +51,15 @@ bench: install
 	$(BIN)/python bench/cross_encoder_speed.py --data-dir "$(CASCADE_DATA)" --out bench/RESULTS.md
 	$(BIN)/python bench/dense_speed.py --data-dir "$(CASCADE_DATA)" --out bench/RESULTS.md
 	$(BIN)/python bench/leaderboard_speed.py --out bench/RESULTS.md
+	$(BIN)/python bench/ltr_features.py --data-dir "$(CASCADE_DATA)" --out bench/RESULTS.md
+# Hours of work and ~20 GB of disk at the default sizes (100k, 1M, 3M passages); SCALE_SIZES=100000 for a quick point.
+	$(BIN)/python bench/scale.py --data-dir "$(CASCADE_DATA)" --work bench/out/scale-data --sizes $(SCALE_SIZES)
 
 # Every suite runs for the standard pipelines, once the regression matrix passes (`cascade verify`: a FAIL leaves
 # README.md as it is). Real-data results go to $(RUNS)/real and, as Markdown stamped with the commit, between
 # README.md's leaderboard markers; everything goes into the static site $(RUNS)/site. Without a data dir only the
 # built-in sample runs, and the README is left as it is.
+SCALE_SIZES ?= 100000,1000000,3000000
 REAL_CONFIGS ?= $(wildcard configs/msmarco/*.yaml)
 # The regression matrix, as Anserini's regressions: every real-data config and configs/regressions/ (figures a suite
 # reports, e.g. NevIR's paired accuracy) rerun and checked against its `expected:` block; OK, OKISH (within 1.5x the

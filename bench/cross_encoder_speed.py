@@ -43,7 +43,10 @@ def bench_pairs(data_dir: str | None, n: int) -> list[list[str]]:
         run = read_run(Path(data_dir) / "msmarco-passage" / "runs" / "dl19.bm25.trec.gz")
     queries = dict(zip(data.queries["qid"], data.queries["query"], strict=True))
     run = run[run["qid"].isin(queries)].head(n)
-    return [[queries[q], data.corpus.text(d)] for q, d in zip(run["qid"], run["docno"], strict=True)]
+    from cascade.eval.datasets import doc_text
+
+    texts = {doc["docno"]: doc_text(doc) for doc in data.corpus.docs()}
+    return [[queries[q], texts[d]] for q, d in zip(run["qid"], run["docno"], strict=True)]
 
 
 def seeded_model(folder: Path) -> Path:

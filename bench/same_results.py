@@ -42,13 +42,26 @@ TIMED = ("p50 ms, 1 thread", "p99 ms, 1 thread", "build s")
 # Runs the CLI of whichever layout the tree at sys.argv[1] has: `cascade.pipelines.cli` or the older top-level
 # `pipelines.cli`. The tree goes first on sys.path so its modules win over the installed (editable) ones.
 LAUNCH = """
-import sys
+import os, sys, tempfile
 tree = sys.argv.pop(1)
-sys.path.insert(0, tree)
-import os
+if os.path.isdir(os.path.join(tree, 'cascade')) and os.path.isdir(os.path.join(tree, 'rankers')):
+    # one package whose subpackages live at the top of the tree (setuptools package-dir): link the installed
+    # layout together, so no subpackage is found through the editable install of another checkout
+    root = tempfile.mkdtemp(prefix='cascade-layout-')
+    package = os.path.join(root, 'cascade')
+    os.mkdir(package)
+    for name in os.listdir(os.path.join(tree, 'cascade')):
+        os.symlink(os.path.join(tree, 'cascade', name), os.path.join(package, name))
+    for name in ('eval', 'indexes', 'rankers', 'pipelines'):
+        os.symlink(os.path.join(tree, name), os.path.join(package, name))
+    sys.path.insert(0, root)
+else:
+    sys.path.insert(0, tree)
 try:
     from cascade.pipelines.cli import main
-    assert os.path.realpath(sys.modules['cascade'].__file__).startswith(os.path.realpath(tree))
+    import cascade.rankers.base
+    for module in (sys.modules['cascade'], cascade.rankers.base):
+        assert os.path.realpath(module.__file__).startswith(os.path.realpath(tree))
 except (ImportError, AssertionError):
     for name in [m for m in sys.modules if m == 'cascade' or m.startswith('cascade.')]:
         del sys.modules[name]

@@ -23,23 +23,6 @@ def wanted_docnos(run: pd.DataFrame, k: int = TOP_K) -> set[str]:
     return set(run.loc[run["rank"] <= k, "docno"].astype(str))
 
 
-def lookup_texts(docs: Iterable[dict], wanted: set[str], chars: int = SNIPPET_CHARS) -> dict[str, str]:
-    """Stream the corpus once, keeping the first `chars` characters of title + text of the wanted documents.
-
-    Stops as soon as every wanted document was seen, so a large corpus is read only as far as needed.
-    """
-    texts: dict[str, str] = {}
-    if not wanted:
-        return texts
-    for doc in docs:
-        docno = doc["docno"]
-        if docno in wanted and docno not in texts:
-            texts[docno] = snippet(doc.get("title") or "", doc.get("text") or "", chars)
-            if len(texts) == len(wanted):
-                break
-    return texts
-
-
 def snippet(title: str, text: str, chars: int = SNIPPET_CHARS) -> str:
     joined = " ".join(f"{title.strip()}. {text}".split()) if title.strip() else " ".join(text.split())
     return joined if len(joined) <= chars else joined[: chars - 1].rstrip() + "…"

@@ -17,6 +17,7 @@ import numpy as np
 from cascade.core.errors import CascadeError
 from cascade.indexes.batching import length_sorted_batches, pad_tensors
 from cascade.indexes.models import autocast_dtype
+from cascade.indexes.shards import ShardKind, ShardReport, concat_docnos, save_array, shard_files
 
 
 @dataclass
@@ -119,33 +120,55 @@ def _forward(encoder: Encoder, input_ids, mask) -> np.ndarray:
     return pooled.cpu().numpy()
 
 
-def save_embeddings(folder: Path, docnos: Sequence[str], vectors: np.ndarray) -> dict:
-    """float16 .npy (opened later as a memmap) plus the docno order."""
-    matrix = np.lib.format.open_memmap(folder / "embeddings.npy", mode="w+", dtype=np.float16, shape=vectors.shape)
-    matrix[:] = vectors.astype(np.float16)
+def dense_shards(encoder: Encoder, batch_size: int, max_length: int) -> ShardKind:
+    """Corpus embeddings shard by shard: each shard's float16 vectors in `NNNNN.npy` (`cascade.indexes.shards`)."""
+
+    def encode_shard(texts: list[str]) -> np.ndarray:
+        return encode(encoder, texts, batch_size=batch_size, max_length=max_length).astype(np.float16)
+
+    return ShardKind("dense", encode_shard, lambda vectors, folder, stem: [save_array(folder, f"{stem}.npy", vectors)])
+
+
+def assemble_embeddings(shards: Path, report: ShardReport, out: Path) -> dict:
+    """Stream the shards into one float16 `embeddings.npy` (opened later as a memmap) and `docnos.txt`."""
+    parts = [np.load(path, mmap_mode="r") for path in shard_files(shards, report, ".npy")]
+    rows = sum(int(p.shape[0]) for p in parts)
+    dim = int(parts[0].shape[1]) if parts else 0
+    matrix = np.lib.format.open_memmap(out / "embeddings.npy", mode="w+", dtype=np.float16, shape=(rows, dim))
+    start = 0
+    for part in parts:
+        matrix[start : start + len(part)] = part
+        start += len(part)
     matrix.flush()
-    del matrix
-    (folder / "docnos.json").write_text(json.dumps(list(docnos)))
-    return {"documents": len(docnos), "dim": int(vectors.shape[1]), "dtype": "float16"}
+    del matrix, parts
+    concat_docnos(shards, report, out / "docnos.txt")
+    return {"documents": rows, "dim": dim, "dtype": "float16", **report.facts()}
 
 
 def load_embeddings(folder: Path) -> tuple[list[str], np.ndarray]:
-    docnos = json.loads((folder / "docnos.json").read_text())
+    docnos = (folder / "docnos.txt").read_text(encoding="utf-8").splitlines()
     return docnos, np.load(folder / "embeddings.npy", mmap_mode="r")
 
 
+FAISS_ADD_ROWS = 65_536  # vectors converted to float32 and added at a time
+
+
 def build_faiss(vectors: np.ndarray, kind: str, hnsw_m: int, ef_construction: int, threads: int):
-    """Exact inner product (`flat`) or HNSW over inner product."""
+    """Exact inner product (`flat`) or HNSW over inner product.
+
+    The (memory-mapped float16) vectors are added in slices: FAISS keeps its own float32 copy of every vector,
+    so converting the whole matrix first would hold the corpus twice."""
     import faiss
 
     faiss.omp_set_num_threads(threads)
-    data = np.ascontiguousarray(vectors, dtype=np.float32)
+    dim = int(vectors.shape[1])
     if kind == "flat":
-        index = faiss.IndexFlatIP(data.shape[1])
+        index = faiss.IndexFlatIP(dim)
     else:
-        index = faiss.IndexHNSWFlat(data.shape[1], hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = ef_construction
-    index.add(data)
+    for start in range(0, int(vectors.shape[0]), FAISS_ADD_ROWS):
+        index.add(np.ascontiguousarray(vectors[start : start + FAISS_ADD_ROWS], dtype=np.float32))
     return index
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 
 from cascade.core.atomic import TMP_MARK
 from cascade.core.errors import CascadeError
+from cascade.core.progress import Progress
 from cascade.eval.datasets import doc_text
 from cascade.eval.runs import read_run
 from cascade.indexes.jvm import (  # noqa: F401  (re-exported: callers of the old home keep working)
@@ -53,11 +54,9 @@ def _index_collection(
     what: str,
 ) -> dict:
     """Write Anserini JSON records to a temp folder, run IndexCollection on it, check every document is in."""
-    from tqdm.auto import tqdm
-
     with tempfile.TemporaryDirectory(prefix="cascade-collection-") as coll:
         count = 0
-        bar = tqdm(desc=f"{what}: writing documents", unit="doc", disable=not progress, leave=False)
+        bar = Progress(f"{what}: writing documents", unit="doc", enabled=progress)
         with bar, open(Path(coll) / "docs.jsonl", "w", encoding="utf-8") as handle:
             for record in records:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -67,7 +66,7 @@ def _index_collection(
             raise CascadeError("the corpus has no documents to index")
         args = ["-collection", collection, "-input", coll, "-index", str(out)]
         args += ["-generator", "DefaultLuceneDocumentGenerator", *flags, "-threads", str(threads)]
-        if progress:
+        if progress and sys.stderr.isatty():
             print(f"{what}: indexing {count:,} documents with {threads} threads", file=sys.stderr)
         _run_index_collection(args, out, log, what)
     indexed = index_size(out)
@@ -317,6 +316,23 @@ class ImpactSearcher:
             for searcher in self._opened:
                 searcher.close()
             self._opened.clear()
+
+
+def document_tokens(index: Path, log: Path):
+    """(docno, [term or None per position]) for every document, one Java call each (Anserini's
+    IndexReaderUtils.getDocumentTokens over the stored document vectors with positions). The list's text form is
+    parsed: analysed terms never hold ", ", and Java's null (a removed stopword) prints as `null`, so a document
+    term spelled "null" also reads as a gap."""
+    utils = _java("io.anserini.index.IndexReaderUtils")
+    with java_output_to(log):
+        reader = utils.getReader(str(index))
+    try:
+        for internal in range(int(reader.maxDoc())):
+            docno = utils.convertLuceneDocidToDocid(reader, internal)
+            text = utils.getDocumentTokens(reader, docno).toString()[1:-1]
+            yield docno, [None if t == "null" else t for t in text.split(", ")] if text else []
+    finally:
+        reader.close()
 
 
 def document_vectors(index: Path, log: Path) -> Iterator[tuple[str, dict[str, int]]]:

@@ -71,6 +71,45 @@ def save(vectors: SparseVectors, folder: Path) -> dict:
     }
 
 
+def write_shard(vectors: SparseVectors, folder: Path, stem: str) -> list[str]:
+    """One shard's arrays (`cascade.indexes.shards`), each written atomically."""
+    from cascade.indexes.shards import save_array
+
+    return [
+        save_array(folder, f"{stem}.indptr.npy", vectors.indptr.astype(np.int64, copy=False)),
+        save_array(folder, f"{stem}.indices.npy", vectors.indices.astype(np.int32, copy=False)),
+        save_array(folder, f"{stem}.data.npy", vectors.data.astype(np.float32, copy=False)),
+    ]
+
+
+def assemble(shards: Path, report, out: Path, dim: int) -> dict:
+    """Stream the shards' rows into one folder of arrays (the layout `save` writes), in corpus order."""
+    from cascade.indexes.shards import concat_docnos, shard_files
+
+    indptrs = [np.load(p, mmap_mode="r") for p in shard_files(shards, report, ".indptr.npy")]
+    rows = sum(len(p) - 1 for p in indptrs)
+    nnz = sum(int(p[-1]) for p in indptrs)
+    indptr = np.lib.format.open_memmap(out / "indptr.npy", mode="w+", dtype=np.int64, shape=(rows + 1,))
+    indices = np.lib.format.open_memmap(out / "indices.npy", mode="w+", dtype=np.int32, shape=(nnz,))
+    data = np.lib.format.open_memmap(out / "data.npy", mode="w+", dtype=np.float32, shape=(nnz,))
+    indptr[0] = 0
+    row = offset = 0
+    parts = zip(
+        indptrs, shard_files(shards, report, ".indices.npy"), shard_files(shards, report, ".data.npy"), strict=True
+    )
+    for part, indices_file, data_file in parts:
+        count, size = len(part) - 1, int(part[-1])
+        indptr[row + 1 : row + count + 1] = part[1:] + offset
+        indices[offset : offset + size] = np.load(indices_file, mmap_mode="r")
+        data[offset : offset + size] = np.load(data_file, mmap_mode="r")
+        row, offset = row + count, offset + size
+    for array in (indptr, indices, data):
+        array.flush()
+    del indptr, indices, data, indptrs
+    concat_docnos(shards, report, out / "docnos.txt")
+    return {"rows": rows, "nnz": nnz, "dim": dim, "nnz_per_row": round(nnz / max(rows, 1), 2), **report.facts()}
+
+
 def load(folder: Path, corpus_fingerprint: str | None = None, mmap: bool = True) -> SparseVectors:
     """Read and check a vectors folder; any mismatch with its card or its corpus is a one-line error naming the file.
 

@@ -64,11 +64,33 @@ def run(
             data_dir=data_dir,
             cache_dir=cache,
             threads=threads,
-            progress=not quiet and sys.stderr.isatty(),
+            progress=not quiet,
         )
         measures = "  ".join(f"{k}={v:.4f}" for k, v in result.measures.items())
         hits = sum(t.cached for t in result.timings)
         typer.echo(f"{config.name}: {measures}  ({hits}/{len(result.timings)} stages cached) -> {result.folder}")
+
+
+@app.command()
+def estimate(
+    configs: Annotated[list[Path], typer.Argument(help="Pipeline config files (YAML).")],
+    data_dir: DataDir = None,
+    cache: Cache = Path(".cascade"),
+) -> None:
+    """Before a run: what each stage finds cached and must build, with time, memory and disk estimates."""
+    from cascade.core.env import Context
+    from cascade.pipelines.config import load_config, preflight
+    from cascade.pipelines.estimate import estimate as make_estimate
+    from cascade.pipelines.estimate import estimate_text
+    from cascade.pipelines.runner import open_dataset
+
+    loaded = [(path, load_config(path)) for path in configs]
+    session = Context.open(data_dir, cache, None, False)
+    for path, config in loaded:
+        preflight(config, path, session.data_dir)
+    for _, config in loaded:
+        size, lines = make_estimate(config, open_dataset(config, session.data_dir), session)
+        typer.echo(estimate_text(config.name, size, lines), nl=False)
 
 
 @app.command()
@@ -102,7 +124,7 @@ def verify(
         worst = next((s for s in ("FAIL", "OKISH") if s in statuses), "OK")
         typer.echo(f"verify: {checked.target.name}: {worst} ({len(statuses)} figures)", err=True)
 
-    session = Context.open(data_dir, cache, threads, not quiet and sys.stderr.isatty())
+    session = Context.open(data_dir, cache, threads, not quiet)
     checked = run_verify(configs, out, session, on_checked=show)
     typer.echo(matrix_text(checked), nl=False)
     if failed(checked):
@@ -135,7 +157,7 @@ def sweep(
         data_dir=data_dir,
         cache_dir=cache,
         threads=threads,
-        progress=not quiet and sys.stderr.isatty(),
+        progress=not quiet,
         on_point=show,
     )
     typer.echo(f"sweep: {folder / 'sweep.md'}  {folder / 'sweep.png'}")
@@ -160,7 +182,7 @@ def suite(
     from cascade.core.env import Context
     from cascade.pipelines.suites import outcome_line, run_suite
 
-    session = Context.open(data_dir, cache, threads, not quiet and sys.stderr.isatty())
+    session = Context.open(data_dir, cache, threads, not quiet)
     run_suite(config, _expand(pipelines), out, session, on_result=lambda o: typer.echo(outcome_line(o)))
 
 
@@ -201,7 +223,7 @@ def train(
     data, _ = read_training_config(config)
     if data["kind"] != kind:
         raise CascadeError(f"kind: the config trains {data['kind']!r}, not {kind!r}", where=str(config))
-    env = Context.open(data_dir, cache, threads, not quiet and sys.stderr.isatty())
+    env = Context.open(data_dir, cache, threads, not quiet)
     typer.echo(f"{kind}: {ensure_trained(config, env)}")
 
 

@@ -23,7 +23,8 @@ from cascade.core.store import ArtifactStore
 from cascade.eval.datasets import Dataset, DownloadError, load_dataset, load_folder
 from cascade.eval.measures import coverage_note, evaluate, parse_measures
 from cascade.eval.runs import format_run
-from cascade.eval.topdocs import lookup_texts, top_documents, topdocs_jsonl, wanted_docnos
+from cascade.eval.topdocs import snippet, top_documents, topdocs_jsonl, wanted_docnos
+from cascade.indexes.docstore import open_docstore
 from cascade.pipelines.config import Config
 from cascade.pipelines.manifest import git_commit, host, package_versions
 from cascade.pipelines.train import resolve_train_refs
@@ -266,7 +267,7 @@ def _outputs(
         (tmp / "run.trec").write_bytes(format_run(frame, tag=tag))
         perquery.to_csv(tmp / "perquery.tsv", sep="\t", index=False, float_format="%.6f")
         (tmp / "measures.json").write_text(json.dumps(aggregate, indent=2) + "\n")
-        topdocs = _topdocs(frame, dataset)
+        topdocs = _topdocs(frame, dataset, store)
         if topdocs is not None:
             (tmp / "topdocs.jsonl").write_text(topdocs, encoding="utf-8")
         return {"queries_scored": int(perquery["qid"].nunique()) if len(perquery) else 0}
@@ -284,12 +285,13 @@ def _outputs(
     return folder, aggregate, scored
 
 
-def _topdocs(frame: pd.DataFrame, dataset: Dataset) -> str | None:
-    """Snippets of each query's top documents for the report's drill-down; one pass over the corpus, if any."""
+def _topdocs(frame: pd.DataFrame, dataset: Dataset, store: ArtifactStore) -> str | None:
+    """Snippets of each query's top documents for the report's drill-down, from the corpus's document store."""
     if dataset.corpus is None:
         return None
     try:
-        texts = lookup_texts(dataset.corpus.docs(), wanted_docnos(frame))
+        found = open_docstore(dataset.corpus, store).lookup(sorted(wanted_docnos(frame)))
+        texts = {docno: snippet(title, text) for docno, (title, text) in found.items()}
     except DownloadError:  # an ir_datasets corpus that cannot download offline: the run stands without snippets
         return None
     return topdocs_jsonl(top_documents(frame, texts, qrels=dataset.qrels))

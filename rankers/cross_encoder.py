@@ -40,6 +40,7 @@ from pydantic_core import PydanticCustomError
 from cascade.core.errors import CascadeError
 from cascade.core.paths import TRAIN_PREFIX  # resolved by cascade.pipelines.train before the stage is built
 from cascade.indexes.batching import length_sorted_batches, pad_rows
+from cascade.indexes.docstore import docstore
 from cascade.indexes.models import autocast_dtype, compute_label, model_fingerprint, pick_device, resolve_model
 from cascade.rankers.base import Context, Params, Stage, cut_tokens
 from cascade.rankers.dense import rerank_merge, split_top_k
@@ -225,7 +226,7 @@ class CrossEncoder(Stage):
     def transform(self, inp: pd.DataFrame, ctx: Context) -> pd.DataFrame:
         import torch
 
-        corpus = ctx.require_corpus(self.name)
+        texts = docstore(ctx, self.name)
         head, tail = split_top_k(inp, self.params.k)
         scorer = self.scorer()
         torch.set_num_threads(max(1, ctx.threads))
@@ -236,7 +237,7 @@ class CrossEncoder(Stage):
         scores = score_pairs(
             scorer,
             first,
-            corpus.texts(head["docno"].astype(str)),
+            texts.texts(head["docno"].astype(str)),
             batch_size=self.params.batch_size,
             max_length=self.params.max_length,
             progress=ctx.progress,

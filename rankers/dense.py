@@ -11,22 +11,27 @@ import pandas as pd
 from pydantic import Field
 
 from cascade.core.digest import content_key
+from cascade.core.errors import CascadeError
 from cascade.eval.datasets import doc_text
 from cascade.eval.runs import normalise_run
 from cascade.indexes.dense import (
+    assemble_embeddings,
     build_faiss,
+    dense_shards,
     encode,
     load_embeddings,
     load_encoder,
     load_faiss,
-    save_embeddings,
     save_faiss,
     search_faiss,
 )
+from cascade.indexes.docstore import docstore
 from cascade.indexes.models import compute_label, model_fingerprint, pick_device, resolve_model
-from cascade.rankers.base import Context, Params, Stage, fit_instruction
+from cascade.indexes.shards import discard as discard_shards
+from cascade.indexes.shards import encode_in_shards
+from cascade.rankers.base import Context, Output, Params, Stage, fit_instruction
 
-EMBEDDINGS_VERSION = 1
+EMBEDDINGS_VERSION = 2  # 2: encoded in shards, docnos.txt
 
 
 class EncoderParams(Params):
@@ -36,6 +41,9 @@ class EncoderParams(Params):
     query_max_length: int = Field(64, gt=4)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    shard_size: int = Field(
+        100_000, gt=0, description="passages per corpus-encoding shard: bounds memory; a killed encode resumes"
+    )
 
 
 class DenseParams(EncoderParams):
@@ -112,7 +120,8 @@ class Dense(_EncoderStage):
     Params = DenseParams
     uses_corpus = True
 
-    def embeddings(self, ctx: Context) -> Path:
+    def embeddings_address(self, ctx: Context) -> tuple[dict, str]:
+        """What the corpus embeddings are made from, and their content key (known before anything is built)."""
         p = self.params
         corpus = ctx.require_corpus(self.name)
         resolved = resolve_model(p.model, where=f"{self.name}.model")
@@ -120,23 +129,32 @@ class Dense(_EncoderStage):
             "model": model_fingerprint(resolved),
             "corpus": corpus.fingerprint,
             "max_length": p.max_length,
+            "batch_size": p.batch_size,
+            "shard_size": p.shard_size,
             "precision": compute_label(p.device, p.precision),
             "version": EMBEDDINGS_VERSION,
         }
+        return made_from, content_key(made_from)
+
+    def embeddings(self, ctx: Context) -> Path:
+        p = self.params
+        corpus = ctx.require_corpus(self.name)
+        made_from, key = self.embeddings_address(ctx)
+        shards = ctx.store.root / "shards" / "dense-embeddings" / key
 
         def build(tmp: Path) -> dict:
-            docs = list(corpus.docs())
-            vectors = encode(
-                self.encoder(),
-                [doc_text(d) for d in docs],
-                batch_size=p.batch_size,
-                max_length=p.max_length,
-                progress=ctx.progress,
-                desc="dense: corpus",
+            kind = dense_shards(self.encoder(), p.batch_size, p.max_length)
+            total = docstore(ctx, self.name).size
+            report = encode_in_shards(
+                shards, corpus.docs(), p.shard_size, kind, doc_text, total=total, progress=ctx.corpus_progress
             )
-            return save_embeddings(tmp, [d["docno"] for d in docs], vectors)
+            if not report.records:
+                raise CascadeError("the corpus has no documents to encode")
+            return assemble_embeddings(shards, report, tmp)
 
-        folder, _ = ctx.store.get_or_build("dense-embeddings", content_key(made_from), build, made_from)
+        folder, built = ctx.store.get_or_build("dense-embeddings", key, build, made_from)
+        if built:
+            discard_shards(shards)
         return folder
 
     def faiss_index(self, ctx: Context) -> tuple[list[str], object]:
@@ -159,6 +177,13 @@ class Dense(_EncoderStage):
 
     def prepare(self, ctx: Context) -> None:
         self.faiss_index(ctx)
+
+    def apply(self, inp: pd.DataFrame, ctx: Context, inputs: list[pd.DataFrame]) -> Output:
+        """The run, with what building the corpus embeddings took (shards encoded now and reused) as statistics."""
+        run = self.transform(inp, ctx)
+        card = ctx.store.card("dense-embeddings", self.embeddings(ctx).name)
+        keys = ("documents", "shards", "shards_encoded", "shards_reused", "shards_repaired", "build_seconds")
+        return Output(run, {"embeddings": {k: card[k] for k in keys if k in card}})
 
     def transform(self, inp: pd.DataFrame, ctx: Context) -> pd.DataFrame:
         queries = inp.drop_duplicates("qid")
@@ -188,7 +213,6 @@ class DenseRerank(_EncoderStage):
     uses_corpus = True
 
     def transform(self, inp: pd.DataFrame, ctx: Context) -> pd.DataFrame:
-        corpus = ctx.require_corpus(self.name)
         head, tail = split_top_k(inp, self.params.k)
         queries = head.drop_duplicates("qid")
         qvec = dict(zip(queries["qid"], self.encode_queries(queries, ctx), strict=True))
@@ -197,7 +221,7 @@ class DenseRerank(_EncoderStage):
         unique = pd.unique(head["docno"])
         dvecs = encode(
             self.encoder(),
-            corpus.texts(unique),
+            docstore(ctx, self.name).texts(unique),
             batch_size=self.params.batch_size,
             max_length=self.params.max_length,
             progress=ctx.progress,
@@ -213,7 +237,12 @@ class DenseRerank(_EncoderStage):
         """Inner products with the stored corpus vectors: no document is encoded twice across runs."""
         p = self.params
         dense = Dense(
-            model=p.model, batch_size=p.batch_size, max_length=p.max_length, device=p.device, precision=p.precision
+            model=p.model,
+            batch_size=p.batch_size,
+            max_length=p.max_length,
+            device=p.device,
+            precision=p.precision,
+            shard_size=p.shard_size,
         )
         docnos, matrix = load_embeddings(dense.embeddings(ctx))
         row_of = {d: i for i, d in enumerate(docnos)}

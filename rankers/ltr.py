@@ -1,8 +1,10 @@
 """Learning to rank: a LightGBM LambdaMART model over upstream stage scores and lexical features.
 
 The model folder (made by `cascade train ltr`) holds `model.txt` (LightGBM's text format: no pickle) and
-`features.json`, the feature names in order: stage names, whose scores the runner carries along as
-`score:<stage>` columns, and `lexical`, the group in `cascade.indexes.lexical.FEATURES`.
+`features.json`: `features`, the names in order: stage names, whose scores the runner carries along as
+`score:<stage>` columns, and `lexical`, the group in `cascade.indexes.lexical.FEATURES`; and `columns`, the
+matrix columns the model was trained on. Columns are selected by name, so a model trained on an older, smaller
+lexical set still runs as long as each of its columns is still computed; one that is not is a one-line error.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from cascade.rankers.dense import rerank_merge, split_top_k
 from cascade.rankers.lucene import lucene_index
 
 LEXICAL = "lexical"
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2  # 2: the extended lexical set (positions, five BM25s, language models)
 
 
 class LTRParams(Params):
@@ -41,8 +43,11 @@ def feature_names(features: list[str]) -> list[str]:
     return names
 
 
-def feature_matrix(frame: pd.DataFrame, features: list[str], ctx: Context) -> np.ndarray:
-    """Features for every row of `frame` (a run carrying `score:*` columns), cached by content address."""
+def feature_matrix(
+    frame: pd.DataFrame, features: list[str], ctx: Context, columns: list[str] | None = None
+) -> np.ndarray:
+    """Features for every row of `frame` (a run carrying `score:*` columns), cached by content address; only
+    `columns` (names from `feature_names`, in that order) when given: what a stored model was trained on."""
     available = sorted(c.removeprefix(SCORE_PREFIX) for c in frame.columns if c.startswith(SCORE_PREFIX))
     for feature in features:
         if feature != LEXICAL and f"{SCORE_PREFIX}{feature}" not in frame.columns:
@@ -57,12 +62,28 @@ def feature_matrix(frame: pd.DataFrame, features: list[str], ctx: Context) -> np
         else frame[f"{SCORE_PREFIX}{f}"].to_numpy(dtype=np.float64)[:, None]
         for f in features
     ]
-    return np.hstack(blocks) if blocks else np.zeros((len(frame), 0))
+    matrix = np.hstack(blocks) if blocks else np.zeros((len(frame), 0))
+    if columns is None:
+        return matrix
+    position = {name: i for i, name in enumerate(feature_names(features))}
+    missing = [c for c in columns if c not in position]
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise CascadeError(
+            f"the model was trained on features this version does not compute ({shown}); retrain it",
+            where="ltr.model",
+        )
+    return matrix[:, [position[c] for c in columns]]
 
 
 def lexical_features(frame: pd.DataFrame, ctx: Context) -> np.ndarray:
     index = lucene_index(ctx)
-    made_from = {"index": index.name, "pairs": frame_digest(frame, ["qid", "query", "docno"]), "v": FEATURES_VERSION}
+    made_from = {
+        "index": index.name,
+        "pairs": frame_digest(frame, ["qid", "query", "docno"]),
+        "v": FEATURES_VERSION,
+        "features": content_key(list(FEATURES)),
+    }
 
     def build(tmp: Path) -> dict:
         stats = term_stats(ctx.store, index, ctx.log_dir / "lexical.log")
@@ -94,8 +115,11 @@ class LTR(Stage):
             raise CascadeError(f"'{folder}' is not an LTR model folder (model.txt, features.json)", where="ltr.model")
         return folder
 
-    def features(self) -> list[str]:
-        return json.loads((self.folder() / "features.json").read_text())["features"]
+    def features(self) -> tuple[list[str], list[str]]:
+        """(feature names, matrix columns) the model was trained on; a folder without `columns` predates them
+        and was trained on every column its features had then, which only the booster's width can tell."""
+        data = json.loads((self.folder() / "features.json").read_text())
+        return data["features"], data.get("columns") or feature_names(data["features"])
 
     def upstream_scores(self) -> list[str]:
         """The stage scores among its features, known before any work: from the model folder's features.json, or
@@ -127,8 +151,14 @@ class LTR(Stage):
         head, tail = split_top_k(inp, self.params.k)
         head = head.reset_index(drop=True)
         booster = lightgbm.Booster(model_file=str(self.folder() / "model.txt"))
-        scores = booster.predict(feature_matrix(head, self.features(), ctx), num_threads=ctx.threads)
+        features, names = self.features()
+        if booster.num_feature() != len(names):
+            raise CascadeError(
+                f"'{self.folder()}': model.txt has {booster.num_feature()} features but features.json names "
+                f"{len(names)}; retrain it",
+                where="ltr.model",
+            )
+        scores = booster.predict(feature_matrix(head, features, ctx, names), num_threads=ctx.threads)
         importance = booster.feature_importance(importance_type="gain")
-        names = feature_names(self.features())
         stats = {"feature_importance_gain": {n: round(float(v), 4) for n, v in zip(names, importance, strict=True)}}
         return Output(rerank_merge(head.assign(score=scores.astype("float64")), tail), stats)

@@ -27,8 +27,8 @@ class RM3Params(BM25Params):
 LUCENE_INDEX_VERSION = 1
 
 
-def lucene_index(ctx: Context) -> Path:
-    """The Lucene index of the context's corpus, built once per corpus content and reused."""
+def lucene_address(ctx: Context) -> tuple[dict, str]:
+    """What the corpus's Lucene index is made from, and its content key (known before anything is built)."""
     corpus = ctx.require_corpus("bm25")
     made_from = {
         "corpus": corpus.fingerprint,
@@ -36,10 +36,19 @@ def lucene_index(ctx: Context) -> Path:
         "version": LUCENE_INDEX_VERSION,
         "corpus_name": corpus.name,
     }
-    key = content_key({k: v for k, v in made_from.items() if k != "corpus_name"})
+    return made_from, content_key({k: v for k, v in made_from.items() if k != "corpus_name"})
+
+
+def lucene_index(ctx: Context) -> Path:
+    """The Lucene index of the context's corpus, built once per corpus content and reused."""
+    corpus = ctx.require_corpus("bm25")
+    made_from, key = lucene_address(ctx)
     log = ctx.log_dir / f"lucene-{key}.log"
     path, _ = ctx.store.get_or_build(
-        "lucene", key, lambda tmp: lucene.build_index(corpus.docs(), tmp, ctx.threads, log, ctx.progress), made_from
+        "lucene",
+        key,
+        lambda tmp: lucene.build_index(corpus.docs(), tmp, ctx.threads, log, ctx.corpus_progress),
+        made_from,
     )
     return path
 

@@ -17,16 +17,19 @@ from cascade.core.digest import content_key, file_digest
 from cascade.core.errors import CascadeError
 from cascade.eval.datasets import doc_text
 from cascade.indexes import jvm, lucene, sparse_vectors
+from cascade.indexes.docstore import docstore
 from cascade.indexes.models import model_fingerprint, resolve_model
 from cascade.indexes.process import PeakMemory, folder_bytes
 from cascade.indexes.seismic import build_seismic, open_seismic, seismic_version
+from cascade.indexes.shards import ShardKind, encode_in_shards
+from cascade.indexes.shards import discard as discard_shards
 from cascade.indexes.sparse_encoder import encode, load_sparse_encoder
 from cascade.indexes.sparse_exact import build_exact
 from cascade.indexes.sparse_vectors import quantize
 from cascade.rankers.base import Context
 from cascade.rankers.sparse_params import SparseParams
 
-VECTORS_VERSION = 1
+VECTORS_VERSION = 2  # 2: encoded in shards
 INDEX_VERSION = 1
 _OPEN: dict[tuple, Any] = {}  # opened indexes and loaded encoders, reused within a process (sweeps)
 
@@ -41,13 +44,16 @@ def sparse_encoder(name: str, device: str, precision: str):
     return _OPEN[key]
 
 
-def vectors_address(encoder: Any, corpus_fingerprint: str, max_length: int, batch_size: int) -> tuple[dict, str]:
+def vectors_address(
+    encoder: Any, corpus_fingerprint: str, max_length: int, batch_size: int, shard_size: int
+) -> tuple[dict, str]:
     """What the corpus vectors are made from and their content key: `sparse_rerank` reads the same entry."""
     made_from = {
         **encoder.identity(),
         "corpus": corpus_fingerprint,
         "max_length": max_length,
         "batch_size": batch_size,
+        "shard_size": shard_size,
         "version": VECTORS_VERSION,
     }
     return made_from, content_key(made_from)
@@ -59,34 +65,39 @@ def corpus_vectors(params: SparseParams, ctx: Context) -> tuple[Path, str]:
     if params.vectors is not None:
         return given_vectors(Path(params.vectors).expanduser(), corpus.fingerprint, params)
     encoder = sparse_encoder(params.encoder, params.device, params.precision)
-    made_from, key = vectors_address(encoder, corpus.fingerprint, params.max_length, params.batch_size)
+    made_from, key = vectors_address(
+        encoder, corpus.fingerprint, params.max_length, params.batch_size, params.shard_size
+    )
+
+    shards = ctx.store.root / "shards" / "sparse_vectors" / key
 
     def build(tmp: Path) -> dict:
-        docs = list(corpus.docs())
-        if not docs:
-            raise CascadeError("the corpus has no documents to encode")
+        def encode_shard(texts: list[str]) -> sparse_vectors.SparseVectors:
+            return encode(encoder, texts, max_length=params.max_length, batch_size=params.batch_size)
+
+        kind = ShardKind("sparse", encode_shard, sparse_vectors.write_shard)
+        total = docstore(ctx, "sparse").size
         with PeakMemory() as memory:
             started = time.perf_counter()
-            vectors = encode(
-                encoder,
-                [doc_text(d) for d in docs],
-                max_length=params.max_length,
-                batch_size=params.batch_size,
-                progress=ctx.progress,
-                desc="sparse: encoding corpus",
+            report = encode_in_shards(
+                shards, corpus.docs(), params.shard_size, kind, doc_text, total=total, progress=ctx.corpus_progress
             )
             seconds = time.perf_counter() - started
-        vectors.docnos = [d["docno"] for d in docs]
-        facts = sparse_vectors.save(vectors, tmp)
+        if not report.records:
+            raise CascadeError("the corpus has no documents to encode")
+        facts = sparse_vectors.assemble(shards, report, tmp, encoder.dim)
+        encoded = sum(r["documents"] for r in report.records[-report.encoded :]) if report.encoded else 0
         return {
             **facts,
             "encode_seconds": round(seconds, 3),
-            "encode_passages_per_s": round(len(docs) / seconds, 2),
+            "encode_passages_per_s": round(encoded / seconds, 2) if encoded else None,
             "memory_bytes": memory.extra_bytes,
             "bytes": folder_bytes(tmp),
         }
 
-    path, _ = ctx.store.get_or_build("sparse_vectors", key, build, made_from)
+    path, built = ctx.store.get_or_build("sparse_vectors", key, build, made_from)
+    if built:
+        discard_shards(shards)
     sparse_vectors.load(path, corpus.fingerprint)  # a cache entry is checked like a user's folder
     return path, key
 

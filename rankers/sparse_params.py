@@ -54,6 +54,9 @@ class SparseParams(Params):
     batch_size: int = Field(32, gt=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    shard_size: int = Field(
+        100_000, gt=0, description="passages per corpus-encoding shard: bounds memory; a killed encode resumes"
+    )
     vectors: str | None = Field(None, description="a corpus vectors folder made by cascade, instead of encoding")
     measure: bool = Field(True, description="accuracy against exact search and latency, into the manifest")
     seismic: SeismicParams = Field(default_factory=SeismicParams)

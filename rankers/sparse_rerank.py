@@ -21,6 +21,7 @@ import pandas as pd
 from pydantic import Field
 
 from cascade.core.errors import CascadeError
+from cascade.indexes.docstore import docstore
 from cascade.indexes.models import compute_label
 from cascade.indexes.sparse_encoder import encode
 from cascade.indexes.sparse_vectors import SparseVectors
@@ -39,6 +40,7 @@ class SparseRerankParams(Params):
     batch_size: int = Field(32, gt=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    shard_size: int = Field(100_000, gt=0, description="the `sparse` stage's shard size, to find its corpus vectors")
 
 
 class SparseRerank(Stage):
@@ -58,7 +60,7 @@ class SparseRerank(Stage):
         """The content key of the cached corpus vectors `sparse` would read with these settings, if they exist."""
         p = self.params
         fingerprint = ctx.require_corpus(self.name).fingerprint
-        _, key = vectors_address(self.encoder(), fingerprint, p.max_length, p.batch_size)
+        _, key = vectors_address(self.encoder(), fingerprint, p.max_length, p.batch_size, p.shard_size)
         return key if ctx.store.has(VECTORS_KIND, key) else None
 
     def cache_parts(self, ctx: Context) -> dict:
@@ -73,7 +75,6 @@ class SparseRerank(Stage):
 
     def apply(self, inp: pd.DataFrame, ctx: Context, inputs: list[pd.DataFrame]) -> Output:
         p = self.params
-        corpus = ctx.require_corpus(self.name)
         head, tail = split_top_k(inp, p.k)
         key = self.vectors_key(ctx)
         stats: dict[str, Any] = {"corpus_vectors": key, "encoded_documents": 0}
@@ -94,7 +95,7 @@ class SparseRerank(Stage):
             unique = list(pd.unique(head["docno"]))
             docs = encode(
                 encoder,
-                corpus.texts(unique),
+                docstore(ctx, self.name).texts(unique),
                 max_length=p.max_length,
                 batch_size=p.batch_size,
                 progress=ctx.progress,

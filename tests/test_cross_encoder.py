@@ -11,7 +11,7 @@ import yaml
 
 from cascade.core.errors import CascadeError
 from cascade.core.store import ArtifactStore
-from cascade.eval.datasets import load_dataset
+from cascade.eval.datasets import doc_text, load_dataset
 from cascade.indexes.models import resolve_model
 from cascade.pipelines.config import load_config
 from cascade.pipelines.runner import run_config
@@ -90,7 +90,7 @@ def test_instruction_is_encoded_in_the_first_segment(candidates, random_head, sa
     assert isinstance(row["instruction"], str) and row["instruction"]
     out = CrossEncoder(model=str(random_head), k=1).transform(run[run.qid == "q06"], ctx)
     scorer = load_scorer(str(random_head), "cpu", "auto")
-    doc = sample.corpus.text(row["docno"])
+    doc = next(doc_text(d) for d in sample.corpus.docs() if d["docno"] == row["docno"])
     with_instruction = score_pairs(scorer, [f"{row['query']} [SEP] {row['instruction']}"], [doc])[0]
     without = score_pairs(scorer, [row["query"]], [doc])[0]
     assert out.iloc[0]["score"] == pytest.approx(with_instruction, abs=1e-5)

@@ -148,9 +148,12 @@ def test_corpus_without_file_names_the_document():
     from cascade.eval.frames import DocIds
 
     ids = DocIds("irds:x", lines=False)
-    ids.check("a", 1)
-    with pytest.raises(CascadeError, match=r"irds:x \(document 2\): document id 'a' appears twice"):
-        ids.check("a", 2)
+    for position, docno in enumerate(["a", "b", "a"], 1):
+        ids.check(docno, position)
+    with pytest.raises(
+        CascadeError, match=r"irds:x \(document 3\): document id 'a' appears twice \(first on document 1\)"
+    ):
+        ids.finish(lambda: [("a", 1), ("b", 2), ("a", 3)])
 
 
 def test_query_id_with_whitespace_is_refused(tmp_path):

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from cascade.core.store import ArtifactStore
-from cascade.eval.datasets import load_dataset
+from cascade.eval.datasets import doc_text, load_dataset
 from cascade.indexes.sparse_encoder import encode, load_sparse_encoder
 from cascade.rankers import BM25, Context, Sparse, SparseRerank
 from cascade.rankers.engine import execute
@@ -40,7 +40,8 @@ def direct_scores(sample, run: pd.DataFrame) -> np.ndarray:
 
     qids, docnos = list(pd.unique(run["qid"])), list(pd.unique(run["docno"]))
     qvec = dict(zip(qids, vectors([queries[q] for q in qids], 64), strict=True))
-    dvec = dict(zip(docnos, vectors(sample.corpus.texts(docnos), 256), strict=True))
+    texts = {d["docno"]: doc_text(d) for d in sample.corpus.docs()}
+    dvec = dict(zip(docnos, vectors([texts[d] for d in docnos], 256), strict=True))
     return np.array(
         [
             sum(w * dvec[d].get(t, 0.0) for t, w in qvec[q].items())

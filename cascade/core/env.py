@@ -8,6 +8,7 @@ themselves.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,9 @@ class Context:
     corpus: Any = None  # cascade.eval.datasets.Corpus, or None for collections without documents
     data_dir: Path | None = None
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
-    progress: bool = True
+    progress: bool = True  # bars on a terminal
     seed: int = 42
+    log_progress: bool = False  # stderr is no terminal: long corpus work logs a line now and then instead
 
     @classmethod
     def open(
@@ -36,15 +38,26 @@ class Context:
     ) -> Context:
         if threads is not None and threads < 1:  # 0 is not "all cores", and a negative count is no count
             raise CascadeError(f"threads: must be at least 1, not {threads}")
+        terminal = sys.stderr.isatty()
         return cls(
             store=ArtifactStore(cache_dir),
             data_dir=resolve_data_dir(data_dir),
             threads=threads or os.cpu_count() or 1,
-            progress=progress,
+            progress=progress and terminal,
+            log_progress=progress and not terminal,
         )
 
+    @property
+    def corpus_progress(self) -> bool:
+        """Whether long corpus work reports its progress: a bar on a terminal, a log line elsewhere."""
+        return self.progress or self.log_progress
+
     def for_run(self, corpus: Any, seed: int) -> Context:
-        """The same environment for one run: its corpus and its seed."""
+        """The same environment for one run: its corpus and its seed. A corpus file's fingerprint is remembered in
+        the store, so the next process does not hash the file again."""
+        remember = getattr(corpus, "remember_in", None)
+        if remember is not None:
+            remember(self.store.root / "fingerprints")
         return replace(self, corpus=corpus, seed=seed)
 
     @property

@@ -11,59 +11,67 @@ fingerprint content-addresses every index built from it.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
-import logging
-import re
-from collections.abc import Callable, Iterable, Iterator
+import hashlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from cascade.core.atomic import write_text
 from cascade.core.digest import file_digest
 from cascade.core.errors import CascadeError
 from cascade.core.paths import resolve_data_dir
-from cascade.eval.corpus import DocIds, iter_corpus
-from cascade.eval.topics import check_queries, read_qrels, read_queries
+from cascade.eval.corpus import CORPUS_FILES, iter_corpus
+from cascade.eval.topics import read_qrels, read_queries
 
 SAMPLE_DIR = Path(__file__).parent / "sample"
 QRELS_CHOICES = ("default", "official")
+QUERY_FILES = ("queries.jsonl", "queries.jsonl.gz", "queries.tsv", "queries.tsv.gz")
 
 
 @dataclass
 class Corpus:
-    """A lazy corpus: `fingerprint` names its content, `docs()` streams `{"docno", "title", "text"}`."""
+    """A lazy corpus: `fingerprint` names its content, `docs()` streams `{"docno", "title", "text"}`.
+
+    Nothing here holds the texts: stages read them by docno from the corpus's document store
+    (`cascade.indexes.docstore`), which is the corpus's own (`native_store`, ir_datasets' `docs_store()`) or one
+    built once from `docs()`. `file`, when set, is the corpus file: its fingerprint is remembered on disk
+    (`remember_in`) by its path, size, modification time and inode, so a 3 GB collection is hashed once, not by
+    every process.
+    """
 
     name: str
     fingerprint_fn: Callable[[], str]
     docs_fn: Callable[[], Iterator[dict]]
+    native_store: Callable[[], Any] | None = None  # () -> a store of its own, with texts(docnos) and size
+    count_fn: Callable[[], int] | None = None  # a count known without reading the documents
+    file: Path | None = None
+    memo: Path | None = field(default=None, compare=False)
 
     @functools.cached_property
     def fingerprint(self) -> str:
+        if self.file is not None:
+            return file_fingerprint(self.file, self.memo)
         return self.fingerprint_fn()
+
+    def remember_in(self, folder: Path) -> None:
+        """Where file fingerprints are remembered between processes (the artifact store's `fingerprints/`)."""
+        self.memo = folder
 
     def docs(self) -> Iterator[dict]:
         return self.docs_fn()
 
     @functools.cached_property
-    def _texts(self) -> dict[str, str]:
-        return {doc["docno"]: doc_text(doc) for doc in self.docs()}
-
-    @functools.cached_property
     def size(self) -> int:
-        """How many documents: the depth at which a first stage returns the whole corpus."""
-        return len(self._texts)
-
-    def text(self, docno: str) -> str:
-        """A document's text (title and body) for rerankers; the corpus is read once per process."""
-        try:
-            return self._texts[docno]
-        except KeyError:
-            raise CascadeError(f"document '{docno}' is not in the corpus of '{self.name}'") from None
-
-    def texts(self, docnos: Iterable[str]) -> list[str]:
-        return [self.text(d) for d in docnos]
+        """How many documents: the depth at which a first stage returns the whole corpus; counted by streaming
+        (no text is kept) unless the source knows it. Stages with a context ask its document store instead."""
+        known = self.count_fn() if self.count_fn is not None else None
+        return known if known is not None else sum(1 for _ in self.docs())
 
 
 def doc_text(doc: dict) -> str:
@@ -97,9 +105,22 @@ def _file_fingerprint(path: Path, size: int, mtime_ns: int) -> str:
     return f"sha256:{file_digest(path)}"
 
 
-def file_fingerprint(path: Path) -> str:
+def file_fingerprint(path: Path, memo: Path | None = None) -> str:
+    """The file's sha256, computed once per (path, size, mtime, inode): in this process, and in `memo` when given."""
     stat = path.stat()
-    return _file_fingerprint(path, stat.st_size, stat.st_mtime_ns)
+    if memo is None:
+        return _file_fingerprint(path, stat.st_size, stat.st_mtime_ns)
+    identity = f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ino}"
+    remembered = memo / hashlib.sha256(identity.encode()).hexdigest()[:32]
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        value = remembered.read_text(encoding="utf-8")
+        if value.startswith("sha256:") and len(value) == 71:
+            return value
+    value = _file_fingerprint(path, stat.st_size, stat.st_mtime_ns)
+    with contextlib.suppress(OSError):  # a read-only cache only costs the next process the hash
+        memo.mkdir(parents=True, exist_ok=True)
+        write_text(remembered, value)
+    return value
 
 
 def _first(folder: Path, *names: str) -> Path:
@@ -118,7 +139,8 @@ def beir_dataset(
     qrels_name: str = "default",
     label_scale: int | None = None,
 ) -> Dataset:
-    """A BEIR folder (`corpus.jsonl[.gz]`, `queries.jsonl`, `qrels/<split>.tsv`), or TREC-format qrels.
+    """A BEIR folder (`corpus.jsonl[.gz]`, `queries.jsonl`, `qrels/<split>.tsv`), or TREC-format qrels; or an
+    MS MARCO-style folder (`collection.tsv[.gz]`, `queries.tsv`, TREC qrels).
 
     The queries are those the qrels judge: unjudged topics would cost search time and count for nothing.
     """
@@ -128,90 +150,19 @@ def beir_dataset(
         return read_qrels(qrels_path, label_scale)
 
     def queries() -> pd.DataFrame:
-        table = read_queries(_first(folder, "queries.jsonl", "queries.jsonl.gz"))
+        table = read_queries(_first(folder, *QUERY_FILES))
         judged = set(read_qrels(qrels_path, label_scale)["qid"])
         return table[table["qid"].isin(judged)].reset_index(drop=True)
 
     corpus = None
-    if any((folder / n).exists() for n in ("corpus.jsonl", "corpus.jsonl.gz")):
-        corpus_path = _first(folder, "corpus.jsonl", "corpus.jsonl.gz")
-        corpus = Corpus(name, lambda: file_fingerprint(corpus_path), lambda: iter_corpus(corpus_path))
+    if any((folder / n).exists() for n in CORPUS_FILES):
+        corpus_path = _first(folder, *CORPUS_FILES)
+        corpus = Corpus(name, lambda: file_fingerprint(corpus_path), lambda: iter_corpus(corpus_path), file=corpus_path)
     return Dataset(name, description, queries, qrels, corpus, qrels_name, {"folder": str(folder)})
 
 
 class DownloadError(CascadeError):
     """Data that could not be downloaded (offline): what may do without it, e.g. snippets, goes on without it."""
-
-
-# ir_datasets reports a failed download as ConnectionError, OSError or RuntimeError('All download sources failed').
-_DOWNLOAD_ERRORS = (OSError, ConnectionError, RuntimeError)
-
-
-def irds_dataset(irds_id: str) -> Dataset:
-    """An ir_datasets id: real users download it on first use; offline, a one-line error says what to do."""
-    import ir_datasets
-
-    try:
-        source = ir_datasets.load(irds_id)
-    except KeyError:
-        raise CascadeError(f"ir_datasets does not know the dataset '{irds_id}'") from None
-
-    def offline(what: str, exc: Exception) -> CascadeError:
-        url = re.search(r"https?://[^\s'\"()]+", str(exc))
-        return DownloadError(
-            f"dataset 'irds:{irds_id}' could not download its {what}"
-            + (f" from {url.group(0)}" if url else f" ({type(exc).__name__})")
-            + "; offline, put the data in a BEIR folder and use `dataset: {path: FOLDER}`, or a named dataset"
-            " under --data-dir"
-        )
-
-    def fetch(what: str, make: Callable[[], pd.DataFrame]) -> pd.DataFrame:
-        # ir_datasets logs a warning per failed mirror; our own one-line error replaces them.
-        logging.disable(logging.WARNING)
-        try:
-            return make()
-        except _DOWNLOAD_ERRORS as exc:
-            if isinstance(exc, RuntimeError) and "download" not in str(exc).lower():
-                raise
-            raise offline(what, exc) from None
-        finally:
-            logging.disable(logging.NOTSET)
-
-    def queries() -> pd.DataFrame:
-        rows = [
-            {"qid": q.query_id, "query": getattr(q, "text", None) or getattr(q, "title", "")}
-            for q in source.queries_iter()
-        ]
-        return check_queries(pd.DataFrame(rows, columns=["qid", "query"]), f"irds:{irds_id}")
-
-    def qrels() -> pd.DataFrame:
-        rows = [(q.query_id, q.doc_id, int(q.relevance)) for q in source.qrels_iter()]
-        return pd.DataFrame(rows, columns=["qid", "docno", "label"]).drop_duplicates(["qid", "docno"])
-
-    def docs() -> Iterator[dict]:
-        ids = DocIds(f"irds:{irds_id}", lines=False)  # the same id checks as a corpus file's
-        for number, doc in enumerate(source.docs_iter(), 1):
-            docno = ids.check(str(doc.doc_id), number)
-            yield {"docno": docno, "title": getattr(doc, "title", "") or "", "text": getattr(doc, "text", "")}
-
-    def docs_checked() -> Iterator[dict]:
-        try:
-            yield from docs()
-        except _DOWNLOAD_ERRORS as exc:
-            if isinstance(exc, RuntimeError) and "download" not in str(exc).lower():
-                raise
-            raise offline("documents", exc) from None
-
-    corpus = None
-    if source.has_docs():
-        corpus = Corpus(f"irds:{irds_id}", lambda: f"irds:{irds_id}:{ir_datasets.__version__}", docs_checked)
-    return Dataset(
-        f"irds:{irds_id}",
-        f"ir_datasets {irds_id}",
-        lambda: fetch("queries", queries),
-        lambda: fetch("qrels", qrels),
-        corpus,
-    )
 
 
 @dataclass(frozen=True)
@@ -295,6 +246,8 @@ def load_dataset(name: str, data_dir: str | Path | None = None, qrels: str = "de
     if name.startswith("irds:"):
         if qrels != "default":
             raise CascadeError("qrels: official applies to the data-dir datasets, not ir_datasets ids")
+        from cascade.eval.datasets.irds import irds_dataset
+
         return irds_dataset(name.removeprefix("irds:"))
     entry = REGISTRY.get(name)
     if entry is None:

@@ -13,6 +13,7 @@ from cascade.core.env import Context
 from cascade.core.paths import confined, resolve_path
 from cascade.eval.datasets import SAMPLE_DIR, Corpus
 from cascade.eval.measures import canonical, parse_measures
+from cascade.indexes.docstore import docstore
 from cascade.pipelines.config import Config, DatasetRef
 from cascade.pipelines.runner import build_stages
 from cascade.pipelines.suites.base import PipelineRef
@@ -57,8 +58,9 @@ def check_first_stage(config: Config, session: Context) -> None:
 
 def pooled(ref: PipelineRef, queries: pd.DataFrame, corpus: Corpus, pools: pd.DataFrame, session: Context) -> Executed:
     """The pipeline ranking exactly each query's pool (see rankers/pool.py)."""
-    stages = pooled_chain(build_stages(ref.config, session), pools, corpus.size)
-    return execute(stages, queries, session.for_run(corpus, ref.config.seed))
+    ctx = session.for_run(corpus, ref.config.seed)
+    stages = pooled_chain(build_stages(ref.config, session), pools, docstore(ctx).size)
+    return execute(stages, queries, ctx)
 
 
 def records_corpus(name: str, records: list[dict]) -> Corpus:

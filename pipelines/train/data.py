@@ -26,6 +26,7 @@ from cascade.core.errors import CascadeError
 from cascade.core.paths import resolve_path
 from cascade.eval.datasets import load_dataset
 from cascade.eval.textfiles import open_text, reading
+from cascade.indexes.docstore import open_docstore
 from cascade.rankers.cross_encoder import pair_segments
 from cascade.rankers.engine import execute
 from cascade.rankers.lucene import BM25
@@ -150,14 +151,6 @@ def sample_group(group: Group, n_negatives: int, rng: np.random.Generator) -> tu
     return positive, [group.negatives[i] for i in picks]
 
 
-def in_corpus(corpus, docno: str) -> bool:
-    try:
-        corpus.text(docno)
-    except CascadeError:
-        return False
-    return True
-
-
 def first_segment(frame: pd.DataFrame, sep: str) -> list[str]:
     instructions = frame["instruction"].tolist() if "instruction" in frame else None
     return pair_segments(frame["query"].tolist(), instructions, sep)
@@ -172,6 +165,7 @@ def training_context(dataset, env, seed: int):
         threads=env.threads,
         progress=env.progress,
         seed=seed,
+        log_progress=env.log_progress,
     )
 
 
@@ -209,7 +203,8 @@ def build_training_data(
     qrels = dataset.qrels
 
     positives = qrels[qrels["label"] >= spec.relevant_label]
-    positives = positives[[in_corpus(dataset.corpus, d) for d in positives["docno"]]]
+    store = open_docstore(dataset.corpus, env.store, env.progress)
+    positives = positives[positives["docno"].isin(set(store.lookup(positives["docno"])))]
     usable = [q for q in queries["qid"] if q in set(positives["qid"])]
     train_qids, dev_qids = split_dev(usable, spec.dev_queries, seed)
     if spec.max_queries:
@@ -228,7 +223,7 @@ def build_training_data(
     negatives = run[(run["rank"] <= spec.negatives_depth) & (run["_label"] <= 0)]
     neg_by_q = negatives.groupby("qid", sort=False)["docno"].agg(list).to_dict()
     pos_by_q = positives.groupby("qid", sort=False)["docno"].agg(list).to_dict()
-    texts = dataset.corpus.texts
+    texts = store.texts
     firsts = dict(zip(selected["qid"], first_segment(selected, sep), strict=True))
 
     groups, skipped = [], 0

@@ -5,7 +5,7 @@
     train: {dataset: msmarco-passage/dev-small, dev_fraction: 0.2, max_queries: 2000}
     test_datasets: [msmarco-passage/dl19, msmarco-passage/dl20]   # refused if any query overlaps
     candidates: [bm25: {k: 100}]                                  # the chain the model reranks
-    features: [bm25, lexical]                                     # stage scores + lexical group
+    features: [bm25, lexical]                                     # candidate stages' scores + lexical
     lightgbm: {num_leaves: 31, learning_rate: 0.05, n_estimators: 400, min_data_in_leaf: 20,
                early_stopping_rounds: 50}
 
@@ -37,7 +37,7 @@ from cascade.pipelines.train.data import (
 )
 from cascade.pipelines.train.registry import Trainer, config_tree, key_locator, register
 from cascade.rankers import STAGES
-from cascade.rankers.ltr import feature_matrix, feature_names
+from cascade.rankers.ltr import LEXICAL, feature_matrix, feature_names
 
 
 class _Strict(BaseModel):
@@ -78,7 +78,25 @@ def parse(data: dict, path: Path) -> LTRTrainConfig:
         if name not in STAGES:
             raise error_at(path, root, ("candidates", index), f"one stage per item, one of {', '.join(STAGES)}")
         validate(STAGES[name].Params, item[name] or {}, path, root, ("candidates", index, name))
+    provided = carried_names([next(iter(item)) for item in config.candidates])
+    for index, feature in enumerate(config.features):
+        if feature != LEXICAL and feature not in provided:
+            message = f"feature '{feature}' is not provided by any candidate stage (candidates: {', '.join(provided)})"
+            raise error_at(path, root, ("features", index), message)
     return config
+
+
+def carried_names(stages: list[str]) -> list[str]:
+    """The `score:<name>` columns a chain carries (`rankers.engine.carry_scores`): a stage's name, `#2`, `#3`, ...
+    for its repeats. Known before anything runs, so a typo costs no candidate run."""
+    names: list[str] = []
+    for stage in stages:
+        name, count = stage, 1
+        while name in names:
+            count += 1
+            name = f"{stage}#{count}"
+        names.append(name)
+    return names
 
 
 def split_queries(queries: pd.DataFrame, dev_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -179,4 +197,4 @@ def train_ltr(data: dict, path: Path, env: Context, out: Path) -> dict:
     }
 
 
-register(Trainer("ltr", 1, train_ltr, check=parse))
+register(Trainer("ltr", 2, train_ltr, check=parse))  # 2: the extended lexical set

@@ -1,0 +1,173 @@
+"""Corpus encoding in shards of a fixed number of passages: memory bounded by the shard, and a killed encode
+resumes at the first unfinished shard.
+
+A shard's files are written into the store's `shards/<kind>/<key>/` folder, each atomically, and then its record
+(`NNNNN.json`: document count, first and last docno, and each file's size and sha256) is written last: a shard
+with a record is done. On a rerun, a recorded shard whose files still match their record is reused; one whose
+file was truncated or changed is said on stderr and encoded again. Once every shard is done, the kind's
+`assemble` streams them into the final artifact, and the shard folder goes.
+
+`encode_shard` (texts -> result) is the one function per kind of work that runs in a shard: the seam a
+distributed executor replaces. Shard boundaries and each shard's batches are fixed by the corpus order and the
+shard size, never by who encoded it, so a resumed encode equals an uninterrupted one byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cascade.core.atomic import atomic_file, write_text
+from cascade.core.digest import file_digest
+from cascade.core.errors import warn
+from cascade.core.progress import Progress
+
+
+@dataclass
+class ShardKind:
+    """What one kind of corpus work does with a shard: encode its texts, write the result (returning the file
+    names it wrote, all starting with the stem), and how it names itself in messages."""
+
+    name: str
+    encode_shard: Callable[[list[str]], Any]
+    write: Callable[[Any, Path, str], list[str]]
+
+
+@dataclass
+class ShardReport:
+    records: list[dict] = field(default_factory=list)
+    encoded: int = 0
+    reused: int = 0
+    repaired: int = 0
+
+    def facts(self) -> dict:
+        """For the artifact's card: how many shards this build encoded and how many it found done."""
+        return {
+            "shards": len(self.records),
+            "shards_encoded": self.encoded,
+            "shards_reused": self.reused,
+            "shards_repaired": self.repaired,
+        }
+
+
+def chunks(docs: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    chunk: list[dict] = []
+    for doc in docs:
+        chunk.append(doc)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _stem(index: int) -> str:
+    return f"{index:05d}"
+
+
+def _damage(folder: Path, record: dict, chunk: list[dict]) -> str | None:
+    """Why a recorded shard cannot be reused, or None."""
+    if record.get("documents") != len(chunk) or record.get("first") != chunk[0]["docno"]:
+        return "its record does not match the corpus"
+    if record.get("last") != chunk[-1]["docno"]:
+        return "its record does not match the corpus"
+    for name, facts in record.get("files", {}).items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        size = path.stat().st_size
+        if size != facts.get("bytes"):
+            return f"{name} has {size:,} bytes, its record says {facts.get('bytes'):,}"
+        if file_digest(path) != facts.get("sha256"):
+            return f"{name} does not match its recorded sha256"
+    return None
+
+
+def _read_record(path: Path) -> dict | None:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def encode_in_shards(
+    folder: Path,
+    docs: Iterable[dict],
+    shard_size: int,
+    kind: ShardKind,
+    text: Callable[[dict], str],
+    *,
+    total: int | None = None,
+    progress: bool = False,
+) -> ShardReport:
+    """Encode the corpus shard by shard into `folder`, reusing the shards a previous run finished."""
+    folder.mkdir(parents=True, exist_ok=True)
+    report = ShardReport()
+    with Progress(f"{kind.name}: encoding corpus", total=total, unit="passage", enabled=progress) as bar:
+        for index, chunk in enumerate(chunks(docs, shard_size)):
+            stem = _stem(index)
+            record_path = folder / f"{stem}.json"
+            record = _read_record(record_path) if record_path.exists() else None
+            if record is not None:
+                why = _damage(folder, record, chunk)
+                if why is None:
+                    report.records.append(record)
+                    report.reused += 1
+                    bar.update(len(chunk))
+                    continue
+                warn(f"{kind.name} shard {index} ({folder / stem}.*): {why}; encoding it again")
+                report.repaired += 1
+                record_path.unlink()
+            result = kind.encode_shard([text(doc) for doc in chunk])
+            names = [*kind.write(result, folder, stem), write_docnos(folder, stem, [d["docno"] for d in chunk])]
+            record = {
+                "index": index,
+                "documents": len(chunk),
+                "first": chunk[0]["docno"],
+                "last": chunk[-1]["docno"],
+                "files": {n: {"bytes": (folder / n).stat().st_size, "sha256": file_digest(folder / n)} for n in names},
+            }
+            write_text(record_path, json.dumps(record, indent=1) + "\n")
+            report.records.append(record)
+            report.encoded += 1
+            bar.update(len(chunk))
+    return report
+
+
+def shard_files(folder: Path, report: ShardReport, suffix: str) -> list[Path]:
+    """The file of each shard, in order, whose name ends with `suffix`."""
+    return [folder / f"{_stem(r['index'])}{suffix}" for r in report.records]
+
+
+def save_array(folder: Path, name: str, array: Any) -> str:
+    """One `.npy` file, written atomically."""
+    import numpy as np
+
+    with atomic_file(folder / name, "wb") as handle:
+        np.save(handle, array)
+    return name
+
+
+def write_docnos(folder: Path, stem: str, docnos: list[str]) -> str:
+    name = f"{stem}.docnos.txt"
+    with atomic_file(folder / name) as handle:
+        handle.write("".join(f"{d}\n" for d in docnos))
+    return name
+
+
+def concat_docnos(folder: Path, report: ShardReport, out: Path) -> None:
+    """The shards' docnos, in corpus order, streamed into one file."""
+    with open(out, "wb") as target:
+        for path in shard_files(folder, report, ".docnos.txt"):
+            with open(path, "rb") as source:
+                shutil.copyfileobj(source, target)
+
+
+def discard(folder: Path) -> None:
+    """The shards of a finished build: its artifact now holds everything (cascade wrote every file here)."""
+    shutil.rmtree(folder, ignore_errors=True)
