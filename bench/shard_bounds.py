@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,6 +56,8 @@ def main() -> int:
     args = parser.parse_args()
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
+    for old in [*work.glob("cache-*"), *work.glob("runs*")]:  # every measurement starts from an empty cache
+        shutil.rmtree(old)
     rows = {}
     for size in (20_000, 200_000):
         folder = work / f"corpus-{size}"
