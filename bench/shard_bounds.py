@@ -5,7 +5,10 @@ SIGKILLed encode resumed.
 
 1. `dense` (MiniLM, max_length 32 to keep the bench short; the shard, not the passage length, is what is
    measured) encodes generated corpora of 20k and 200k passages with shard_size 5,000, each in a fresh
-   `cascade run` process: peak RSS (wait4) of the 200k run / the 20k run.
+   `cascade run` process: the encoding's peak RSS (sampled while the shards are encoded, recorded in the
+   embeddings' card as `encode_peak_rss_mb`) of the 200k run / the 20k run. The whole process's peak (wait4) is
+   printed beside it: it also holds FAISS's float32 copy of every vector (the flat index itself) and the docno
+   list, which grow with the corpus by design.
 2. A 50k encode (shard_size 10,000) is SIGKILLed once two shards are recorded (this polls the shard folder: a
    benchmark, not a test), then rerun: the rerun's manifest counts the shards it encoded and reused, and its
    embeddings are compared byte for byte with an uninterrupted encode in another cache.
@@ -44,6 +47,11 @@ def run(config: Path, cache: Path, out: Path) -> tuple[float, float]:
     return time.perf_counter() - started, usage.ru_maxrss / 1024
 
 
+def card(cache: Path) -> dict:
+    (path,) = (cache / "dense-embeddings").glob("*/card.json")
+    return json.loads(path.read_text())
+
+
 def embeddings(cache: Path) -> bytes:
     (folder,) = [p.parent for p in (cache / "dense-embeddings").glob("*/card.json")]
     return (folder / "embeddings.npy").read_bytes() + (folder / "docnos.txt").read_bytes()
@@ -65,10 +73,20 @@ def main() -> int:
         config = work / f"enc-{size}.yaml"
         config.write_text(CONFIG.format(name=f"enc-{size}", folder=folder, shard=5000))
         seconds, rss = run(config, work / f"cache-{size}", work / "runs")
-        rows[size] = {"seconds": round(seconds, 1), "peak_rss_mb": round(rss, 1)}
-        print(f"encode {size:,} passages, shard 5,000: {seconds:.1f} s, peak RSS {rss:,.0f} MB", flush=True)
-    ratio = rows[200_000]["peak_rss_mb"] / rows[20_000]["peak_rss_mb"]
-    print(f"peak RSS 200k / 20k = {ratio:.3f} (target <= 1.25)")
+        encoding = card(work / f"cache-{size}")["encode_peak_rss_mb"]
+        rows[size] = {
+            "seconds": round(seconds, 1),
+            "encode_peak_rss_mb": encoding,
+            "process_peak_rss_mb": round(rss, 1),
+        }
+        print(
+            f"encode {size:,} passages, shard 5,000: {seconds:.1f} s, encoding peak RSS {encoding:,.0f} MB"
+            f" (whole process, FAISS index and search included: {rss:,.0f} MB)",
+            flush=True,
+        )
+    ratio = rows[200_000]["encode_peak_rss_mb"] / rows[20_000]["encode_peak_rss_mb"]
+    process_ratio = rows[200_000]["process_peak_rss_mb"] / rows[20_000]["process_peak_rss_mb"]
+    print(f"encoding peak RSS 200k / 20k = {ratio:.3f} (target <= 1.25); whole process {process_ratio:.3f}")
 
     folder = work / "corpus-50000"
     generate(folder, 50_000, data_dir=args.data_dir, queries=20)
@@ -100,7 +118,8 @@ def main() -> int:
     stats = json.loads((work / "runs-killed" / "enc-50000" / "manifest.json").read_text())["stages"][0]["stats"]
     same = embeddings(cache) == embeddings(work / "cache-whole")
     print(f"rerun: {stats['embeddings']}; embeddings byte-identical to an uninterrupted encode: {same}")
-    result = {"peak_rss": rows, "ratio_200k_20k": round(ratio, 3), "killed_after": recorded,
+    result = {"peak_rss": rows, "ratio_200k_20k": round(ratio, 3),
+              "process_ratio_200k_20k": round(process_ratio, 3), "killed_after": recorded,
               "rerun": stats["embeddings"], "identical": same}  # fmt: skip
     (work / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     return 0 if same and ratio <= 1.25 else 1

@@ -17,7 +17,7 @@ import numpy as np
 from cascade.core.errors import CascadeError
 from cascade.indexes.batching import length_sorted_batches, pad_tensors
 from cascade.indexes.models import autocast_dtype
-from cascade.indexes.shards import ShardKind, ShardReport, concat_docnos, save_array, shard_files
+from cascade.indexes.shards import ShardKind, ShardReport, concat_docnos, save_array, shard_files, stream_npy
 
 
 @dataclass
@@ -131,16 +131,11 @@ def dense_shards(encoder: Encoder, batch_size: int, max_length: int) -> ShardKin
 
 def assemble_embeddings(shards: Path, report: ShardReport, out: Path) -> dict:
     """Stream the shards into one float16 `embeddings.npy` (opened later as a memmap) and `docnos.txt`."""
-    parts = [np.load(path, mmap_mode="r") for path in shard_files(shards, report, ".npy")]
-    rows = sum(int(p.shape[0]) for p in parts)
-    dim = int(parts[0].shape[1]) if parts else 0
-    matrix = np.lib.format.open_memmap(out / "embeddings.npy", mode="w+", dtype=np.float16, shape=(rows, dim))
-    start = 0
-    for part in parts:
-        matrix[start : start + len(part)] = part
-        start += len(part)
-    matrix.flush()
-    del matrix, parts
+    paths = shard_files(shards, report, ".npy")
+    shapes = [np.load(path, mmap_mode="r").shape for path in paths]
+    rows = sum(int(shape[0]) for shape in shapes)
+    dim = int(shapes[0][1]) if shapes else 0
+    stream_npy(out / "embeddings.npy", np.float16, (rows, dim), (np.load(path) for path in paths))
     concat_docnos(shards, report, out / "docnos.txt")
     return {"documents": rows, "dim": dim, "dtype": "float16", **report.facts()}
 

@@ -25,6 +25,7 @@ from cascade.core.atomic import atomic_file, write_text
 from cascade.core.digest import file_digest
 from cascade.core.errors import warn
 from cascade.core.progress import Progress
+from cascade.indexes.process import PeakMemory
 
 
 @dataclass
@@ -43,14 +44,17 @@ class ShardReport:
     encoded: int = 0
     reused: int = 0
     repaired: int = 0
+    peak_rss_mb: float = 0.0
 
     def facts(self) -> dict:
-        """For the artifact's card: how many shards this build encoded and how many it found done."""
+        """For the artifact's card: how many shards this build encoded and how many it found done, and the
+        process's peak resident memory while it encoded (what the shard size bounds)."""
         return {
             "shards": len(self.records),
             "shards_encoded": self.encoded,
             "shards_reused": self.reused,
             "shards_repaired": self.repaired,
+            "encode_peak_rss_mb": self.peak_rss_mb,
         }
 
 
@@ -108,7 +112,8 @@ def encode_in_shards(
     """Encode the corpus shard by shard into `folder`, reusing the shards a previous run finished."""
     folder.mkdir(parents=True, exist_ok=True)
     report = ShardReport()
-    with Progress(f"{kind.name}: encoding corpus", total=total, unit="passage", enabled=progress) as bar:
+    progress_bar = Progress(f"{kind.name}: encoding corpus", total=total, unit="passage", enabled=progress)
+    with PeakMemory(interval=0.2) as memory, progress_bar as bar:
         for index, chunk in enumerate(chunks(docs, shard_size)):
             stem = _stem(index)
             record_path = folder / f"{stem}.json"
@@ -136,6 +141,7 @@ def encode_in_shards(
             report.records.append(record)
             report.encoded += 1
             bar.update(len(chunk))
+    report.peak_rss_mb = round(memory.peak_bytes / 2**20, 1)
     return report
 
 
@@ -151,6 +157,23 @@ def save_array(folder: Path, name: str, array: Any) -> str:
     with atomic_file(folder / name, "wb") as handle:
         np.save(handle, array)
     return name
+
+
+def stream_npy(path: Path, dtype: Any, shape: tuple[int, ...], parts: Iterable[Any]) -> None:
+    """One `.npy` file written part by part with plain writes, atomically.
+
+    Writing through `np.lib.format.open_memmap` would map every written page into this process: its resident
+    set would grow with the corpus, which is what encoding in shards is meant to prevent. The header is the one
+    `np.save` writes, so the file is the same byte for byte."""
+    import numpy as np
+
+    dtype = np.dtype(dtype)
+    with atomic_file(path, "wb") as handle:
+        np.lib.format.write_array_header_1_0(
+            handle, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+        )
+        for part in parts:
+            handle.write(np.ascontiguousarray(part, dtype=dtype).tobytes())
 
 
 def write_docnos(folder: Path, stem: str, docnos: list[str]) -> str:

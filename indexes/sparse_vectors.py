@@ -84,28 +84,22 @@ def write_shard(vectors: SparseVectors, folder: Path, stem: str) -> list[str]:
 
 def assemble(shards: Path, report, out: Path, dim: int) -> dict:
     """Stream the shards' rows into one folder of arrays (the layout `save` writes), in corpus order."""
-    from cascade.indexes.shards import concat_docnos, shard_files
+    from cascade.indexes.shards import concat_docnos, shard_files, stream_npy
 
-    indptrs = [np.load(p, mmap_mode="r") for p in shard_files(shards, report, ".indptr.npy")]
-    rows = sum(len(p) - 1 for p in indptrs)
-    nnz = sum(int(p[-1]) for p in indptrs)
-    indptr = np.lib.format.open_memmap(out / "indptr.npy", mode="w+", dtype=np.int64, shape=(rows + 1,))
-    indices = np.lib.format.open_memmap(out / "indices.npy", mode="w+", dtype=np.int32, shape=(nnz,))
-    data = np.lib.format.open_memmap(out / "data.npy", mode="w+", dtype=np.float32, shape=(nnz,))
-    indptr[0] = 0
-    row = offset = 0
-    parts = zip(
-        indptrs, shard_files(shards, report, ".indices.npy"), shard_files(shards, report, ".data.npy"), strict=True
-    )
-    for part, indices_file, data_file in parts:
-        count, size = len(part) - 1, int(part[-1])
-        indptr[row + 1 : row + count + 1] = part[1:] + offset
-        indices[offset : offset + size] = np.load(indices_file, mmap_mode="r")
-        data[offset : offset + size] = np.load(data_file, mmap_mode="r")
-        row, offset = row + count, offset + size
-    for array in (indptr, indices, data):
-        array.flush()
-    del indptr, indices, data, indptrs
+    indptr_files = shard_files(shards, report, ".indptr.npy")
+    counts = [(len(p) - 1, int(p[-1])) for p in (np.load(f, mmap_mode="r") for f in indptr_files)]
+    rows = sum(rows for rows, _ in counts)
+    offsets = np.cumsum([0] + [size for _, size in counts])
+    nnz = int(offsets[-1])
+
+    def indptr_parts():
+        yield np.zeros(1, np.int64)
+        for path, offset in zip(indptr_files, offsets[:-1], strict=True):
+            yield np.load(path)[1:] + offset
+
+    stream_npy(out / "indptr.npy", np.int64, (rows + 1,), indptr_parts())
+    stream_npy(out / "indices.npy", np.int32, (nnz,), (np.load(f) for f in shard_files(shards, report, ".indices.npy")))
+    stream_npy(out / "data.npy", np.float32, (nnz,), (np.load(f) for f in shard_files(shards, report, ".data.npy")))
     concat_docnos(shards, report, out / "docnos.txt")
     return {"rows": rows, "nnz": nnz, "dim": dim, "nnz_per_row": round(nnz / max(rows, 1), 2), **report.facts()}
 

@@ -182,7 +182,8 @@ class Dense(_EncoderStage):
         """The run, with what building the corpus embeddings took (shards encoded now and reused) as statistics."""
         run = self.transform(inp, ctx)
         card = ctx.store.card("dense-embeddings", self.embeddings(ctx).name)
-        keys = ("documents", "shards", "shards_encoded", "shards_reused", "shards_repaired", "build_seconds")
+        keys = ("documents", "shards", "shards_encoded", "shards_reused", "shards_repaired")
+        keys += ("encode_peak_rss_mb", "build_seconds")
         return Output(run, {"embeddings": {k: card[k] for k in keys if k in card}})
 
     def transform(self, inp: pd.DataFrame, ctx: Context) -> pd.DataFrame:

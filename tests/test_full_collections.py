@@ -187,21 +187,23 @@ def embeddings(cache: Path) -> tuple[bytes, bytes, dict]:
 
 
 def stage_stats(out: Path) -> dict:
+    """The shard counts; the measured figures (time, the encoding's peak memory) are checked for presence only."""
     manifest = json.loads((out / "enc" / "manifest.json").read_text())
-    return manifest["stages"][0]["stats"]["embeddings"]
+    stats = dict(manifest["stages"][0]["stats"]["embeddings"])
+    assert stats.pop("build_seconds") >= 0 and stats.pop("encode_peak_rss_mb") > 0
+    return stats
 
 
 def test_killed_encode_resumes_at_the_first_unfinished_shard_and_equals_an_uninterrupted_one(tmp_path):
     config = write(tmp_path / "enc.yaml", DENSE.format(shard=50))  # 325 passages: 7 shards
     whole = run_cascade("run", config, "--cache", tmp_path / "whole", "--out", tmp_path / "o1", "-q")
     assert whole.returncode == 0, whole.stderr
-    assert stage_stats(tmp_path / "o1") | {"build_seconds": 0} == {
+    assert stage_stats(tmp_path / "o1") == {
         "documents": 325,
         "shards": 7,
         "shards_encoded": 7,
         "shards_reused": 0,
         "shards_repaired": 0,
-        "build_seconds": 0,
     }
 
     marker = tmp_path / "marker"
@@ -222,13 +224,12 @@ def test_killed_encode_resumes_at_the_first_unfinished_shard_and_equals_an_unint
     again = run_cascade(*args)
     assert again.returncode == 0, again.stderr
     assert "dense shard 1" in again.stderr and "its record says" in again.stderr
-    assert stage_stats(tmp_path / "o2") | {"build_seconds": 0} == {
+    assert stage_stats(tmp_path / "o2") == {
         "documents": 325,
         "shards": 7,
         "shards_encoded": 6,
         "shards_reused": 1,
         "shards_repaired": 1,
-        "build_seconds": 0,
     }
     resumed, uninterrupted = embeddings(tmp_path / "cache"), embeddings(tmp_path / "whole")
     assert resumed[:2] == uninterrupted[:2]  # vectors and docnos, byte for byte
