@@ -36,3 +36,12 @@ def pad_tensors(sequences: Sequence[Sequence[int]], rows: Sequence[int], pad_id:
 
     values, mask = pad_rows(sequences, rows, pad_id)
     return torch.from_numpy(values), torch.from_numpy(mask)
+
+
+def batch_groups(lengths: Sequence[int], batch_size: int, per_call: int) -> list[np.ndarray]:
+    """The rows of each remote call of an executor: whole length-sorted batches, in the order a local run makes
+    them. A group is in non-increasing length order, so the worker's own (stable) sort keeps it as it is and cuts
+    the same batches, and every score equals the local one."""
+    order = np.concatenate(length_sorted_batches(lengths, batch_size)) if len(lengths) else np.zeros(0, np.int64)
+    step = max(per_call // batch_size, 1) * batch_size
+    return [order[i : i + step] for i in range(0, len(order), step)]

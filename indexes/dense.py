@@ -7,17 +7,20 @@ cascade's vectors equal `SentenceTransformer.encode`'s. Speed comes from tokenis
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from cascade.core.errors import CascadeError
-from cascade.indexes.batching import length_sorted_batches, pad_tensors
-from cascade.indexes.models import autocast_dtype
-from cascade.indexes.shards import ShardKind, ShardReport, concat_docnos, save_array, shard_files, stream_npy
+from cascade.core.executor import Executor, WorkerSpec
+from cascade.indexes.batching import batch_groups, length_sorted_batches, pad_tensors
+from cascade.indexes.models import autocast_dtype, pick_device
+from cascade.indexes.shards import ShardReport, concat_docnos, save_array, shard_files, stream_npy
 
 
 @dataclass
@@ -120,13 +123,51 @@ def _forward(encoder: Encoder, input_ids, mask) -> np.ndarray:
     return pooled.cpu().numpy()
 
 
-def dense_shards(encoder: Encoder, batch_size: int, max_length: int) -> ShardKind:
-    """Corpus embeddings shard by shard: each shard's float16 vectors in `NNNNN.npy` (`cascade.indexes.shards`)."""
+@functools.cache
+def shared_encoder(resolved: str, device: str, precision: str) -> Encoder:
+    """One loaded encoder per (model, device, precision) and process: stages and workers share it."""
+    return load_encoder(resolved, device, precision)
 
-    def encode_shard(texts: list[str]) -> np.ndarray:
-        return encode(encoder, texts, batch_size=batch_size, max_length=max_length).astype(np.float16)
 
-    return ShardKind("dense", encode_shard, lambda vectors, folder, stem: [save_array(folder, f"{stem}.npy", vectors)])
+def text_encoder(
+    resolved: str, device: str, precision: str, batch_size: int, max_length: int, dtype: str = "float32"
+) -> Callable[[list[str]], np.ndarray]:
+    """A worker's function (`cascade.core.executor.WorkerSpec`): texts -> vectors. `device` is resolved where the
+    worker runs (`auto`: its GPU if it has one)."""
+    encoder = shared_encoder(resolved, pick_device(device), precision)
+
+    def encode_texts(texts: list[str]) -> np.ndarray:
+        return encode(encoder, texts, batch_size=batch_size, max_length=max_length).astype(dtype)
+
+    return encode_texts
+
+
+def write_embeddings(vectors: np.ndarray, folder: Path, stem: str) -> list[str]:
+    """A shard of corpus embeddings: its float16 vectors in `NNNNN.npy` (`cascade.indexes.shards`)."""
+    return [save_array(folder, f"{stem}.npy", vectors)]
+
+
+def encode_spread(
+    executor: Executor,
+    worker: WorkerSpec,
+    tokenizer: Any,
+    texts: Sequence[str],
+    *,
+    batch_size: int,
+    max_length: int,
+    dim: int,
+) -> np.ndarray:
+    """`encode` on the executor's workers: the texts go out in groups of the very batches a local `encode` makes
+    (`cascade.indexes.batching.batch_groups`), so every vector equals the local one."""
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    if not len(texts):
+        return out
+    lengths = [len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]]
+    groups = batch_groups(lengths, batch_size, executor.settings.batch_size)
+    results = executor.map(worker, ([texts[i] for i in group] for group in groups))
+    for group, (vectors, _) in zip(groups, results, strict=True):
+        out[group] = vectors
+    return out
 
 
 def assemble_embeddings(shards: Path, report: ShardReport, out: Path) -> dict:

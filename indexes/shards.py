@@ -7,15 +7,18 @@ with a record is done. On a rerun, a recorded shard whose files still match thei
 file was truncated or changed is said on stderr and encoded again. Once every shard is done, the kind's
 `assemble` streams them into the final artifact, and the shard folder goes.
 
-`encode_shard` (texts -> result) is the one function per kind of work that runs in a shard: the seam a
-distributed executor replaces. Shard boundaries and each shard's batches are fixed by the corpus order and the
-shard size, never by who encoded it, so a resumed encode equals an uninterrupted one byte for byte.
+The kind's `worker` (a `cascade.core.executor.WorkerSpec`: texts -> result) is the one function per kind of work
+that runs on a shard, and the executor (`ctx.executor`: this process, or Ray actors) decides where. Shard
+boundaries and each shard's batches are fixed by the corpus order and the shard size, never by who encoded it, so
+a resumed or distributed encode equals an uninterrupted local one byte for byte. Shards are written and recorded
+here, in the driver, as their results come back: a worker never writes into the store.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,17 +27,18 @@ from typing import Any
 from cascade.core.atomic import atomic_file, write_text
 from cascade.core.digest import file_digest
 from cascade.core.errors import warn
+from cascade.core.executor import Executor, LocalExecutor, WorkerSpec
 from cascade.core.progress import Progress
 from cascade.indexes.process import PeakMemory
 
 
 @dataclass
 class ShardKind:
-    """What one kind of corpus work does with a shard: encode its texts, write the result (returning the file
-    names it wrote, all starting with the stem), and how it names itself in messages."""
+    """What one kind of corpus work does with a shard: encode its texts (`worker`, run by the executor), write
+    the result (returning the file names it wrote, all starting with the stem), and how it names itself."""
 
     name: str
-    encode_shard: Callable[[list[str]], Any]
+    worker: WorkerSpec
     write: Callable[[Any, Path, str], list[str]]
 
 
@@ -45,6 +49,7 @@ class ShardReport:
     reused: int = 0
     repaired: int = 0
     peak_rss_mb: float = 0.0
+    workers: dict[int, str] = field(default_factory=dict)  # shard index -> the worker that encoded it
 
     def facts(self) -> dict:
         """For the artifact's card: how many shards this build encoded and how many it found done, and the
@@ -55,6 +60,7 @@ class ShardReport:
             "shards_reused": self.reused,
             "shards_repaired": self.repaired,
             "encode_peak_rss_mb": self.peak_rss_mb,
+            "shard_workers": [self.workers.get(r["index"], "reused") for r in self.records],
         }
 
 
@@ -108,15 +114,18 @@ def encode_in_shards(
     *,
     total: int | None = None,
     progress: bool = False,
+    executor: Executor | None = None,
 ) -> ShardReport:
     """Encode the corpus shard by shard into `folder`, reusing the shards a previous run finished."""
     folder.mkdir(parents=True, exist_ok=True)
+    executor = executor or LocalExecutor()
     report = ShardReport()
-    progress_bar = Progress(f"{kind.name}: encoding corpus", total=total, unit="passage", enabled=progress)
-    with PeakMemory(interval=0.2) as memory, progress_bar as bar:
+    out: deque[tuple[int, list[str]]] = deque()  # (index, docnos) of the shards sent out, in order
+
+    def to_encode(bar: Progress) -> Iterator[list[str]]:
+        """The texts of each shard that is not done yet; a done one is recorded as reused on the way."""
         for index, chunk in enumerate(chunks(docs, shard_size)):
-            stem = _stem(index)
-            record_path = folder / f"{stem}.json"
+            record_path = folder / f"{_stem(index)}.json"
             record = _read_record(record_path) if record_path.exists() else None
             if record is not None:
                 why = _damage(folder, record, chunk)
@@ -125,24 +134,37 @@ def encode_in_shards(
                     report.reused += 1
                     bar.update(len(chunk))
                     continue
-                warn(f"{kind.name} shard {index} ({folder / stem}.*): {why}; encoding it again")
+                warn(f"{kind.name} shard {index} ({folder / _stem(index)}.*): {why}; encoding it again")
                 report.repaired += 1
                 record_path.unlink()
-            result = kind.encode_shard([text(doc) for doc in chunk])
-            names = [*kind.write(result, folder, stem), write_docnos(folder, stem, [d["docno"] for d in chunk])]
-            record = {
-                "index": index,
-                "documents": len(chunk),
-                "first": chunk[0]["docno"],
-                "last": chunk[-1]["docno"],
-                "files": {n: {"bytes": (folder / n).stat().st_size, "sha256": file_digest(folder / n)} for n in names},
-            }
-            write_text(record_path, json.dumps(record, indent=1) + "\n")
-            report.records.append(record)
+            out.append((index, [d["docno"] for d in chunk]))
+            yield [text(doc) for doc in chunk]
+
+    progress_bar = Progress(f"{kind.name}: encoding corpus", total=total, unit="passage", enabled=progress)
+    with PeakMemory(interval=0.2) as memory, progress_bar as bar:
+        for result, worker in executor.map(kind.worker, to_encode(bar)):
+            index, docnos = out.popleft()
+            report.records.append(_write_shard(folder, index, docnos, kind.write(result, folder, _stem(index))))
+            report.workers[index] = worker
             report.encoded += 1
-            bar.update(len(chunk))
+            bar.update(len(docnos))
+    report.records.sort(key=lambda r: r["index"])
     report.peak_rss_mb = round(memory.peak_bytes / 2**20, 1)
     return report
+
+
+def _write_shard(folder: Path, index: int, docnos: list[str], names: list[str]) -> dict:
+    """The shard's docnos, then its record, written last: a shard with a record is done."""
+    names = [*names, write_docnos(folder, _stem(index), docnos)]
+    record = {
+        "index": index,
+        "documents": len(docnos),
+        "first": docnos[0],
+        "last": docnos[-1],
+        "files": {n: {"bytes": (folder / n).stat().st_size, "sha256": file_digest(folder / n)} for n in names},
+    }
+    write_text(folder / f"{_stem(index)}.json", json.dumps(record, indent=1) + "\n")
+    return record
 
 
 def shard_files(folder: Path, report: ShardReport, suffix: str) -> list[Path]:

@@ -11,13 +11,30 @@ from __future__ import annotations
 import errno
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from cascade.core.errors import CascadeError
-from cascade.pipelines.cli_options import Cache, DataDir, Quiet, Threads, _cache_folder, _out_folder, _threads
+from cascade.pipelines.cli_options import (
+    Cache,
+    CpusPerWorker,
+    DataDir,
+    ExecutorBatch,
+    ExecutorKind,
+    GpusPerWorker,
+    Quiet,
+    RayAddress,
+    RayTimeout,
+    Threads,
+    Workers,
+    _cache_folder,
+    _out_folder,
+    _threads,
+    executor_settings,
+)
 from cascade.pipelines.cli_report import compare, eval_command, leaderboard
 
 app = typer.Typer(
@@ -38,12 +55,26 @@ def run(
     cache: Cache = Path(".cascade"),
     threads: Threads = None,
     quiet: Quiet = False,
+    executor: ExecutorKind = "local",
+    ray_address: RayAddress = None,
+    workers: Workers = None,
+    cpus_per_worker: CpusPerWorker = 1.0,
+    gpus_per_worker: GpusPerWorker = 0.0,
+    executor_batch_size: ExecutorBatch = 512,
+    ray_timeout: RayTimeout = 20.0,
 ) -> None:
-    """Run pipeline configs; each writes run.trec, metrics.json, perquery.tsv and manifest.json."""
-    from cascade.core.paths import resolve_data_dir
+    """Run pipeline configs; each writes run.trec, metrics.json, perquery.tsv and manifest.json.
+
+    With --executor ray, corpus encoding (dense, sparse) and dense_rerank / cross_encoder scoring run on a Ray
+    cluster's workers; the results are the same as a local run's, byte for byte on CPU."""
+    from cascade.core.env import Context
+    from cascade.core.executor import open_executor
     from cascade.pipelines.config import load_config, preflight
     from cascade.pipelines.runner import check_run_folder, run_config
 
+    settings = executor_settings(
+        executor, ray_address, workers, cpus_per_worker, gpus_per_worker, executor_batch_size, ray_timeout
+    )
     loaded = [(path, load_config(path)) for path in configs]  # validate every config before any work
     named: dict[str, Path] = {}
     for path, config in loaded:  # one run folder per name: a second config of that name would replace the first's
@@ -53,22 +84,18 @@ def run(
         named[config.name] = path
     for _, config in loaded:  # and never land on a user's file or folder
         check_run_folder(out / config.name)
-    resolved = resolve_data_dir(data_dir)
+    session = Context.open(data_dir, cache, threads, not quiet)
     for path, config in loaded:  # datasets, data: files, train: configs, upstream scores: all before any run
-        preflight(config, path, resolved)
-    for path, config in loaded:
-        result = run_config(
-            config,
-            path,
-            out,
-            data_dir=data_dir,
-            cache_dir=cache,
-            threads=threads,
-            progress=not quiet,
-        )
-        measures = "  ".join(f"{k}={v:.4f}" for k, v in result.measures.items())
-        hits = sum(t.cached for t in result.timings)
-        typer.echo(f"{config.name}: {measures}  ({hits}/{len(result.timings)} stages cached) -> {result.folder}")
+        preflight(config, path, session.data_dir)
+    remote = open_executor(settings)
+    try:
+        for path, config in loaded:
+            result = run_config(config, path, out, session=replace(session, executor=remote))
+            measures = "  ".join(f"{k}={v:.4f}" for k, v in result.measures.items())
+            hits = sum(t.cached for t in result.timings)
+            typer.echo(f"{config.name}: {measures}  ({hits}/{len(result.timings)} stages cached) -> {result.folder}")
+    finally:
+        remote.close()
 
 
 @app.command()
@@ -177,13 +204,30 @@ def suite(
     cache: Cache = Path(".cascade"),
     threads: Threads = None,
     quiet: Quiet = False,
+    executor: ExecutorKind = "local",
+    ray_address: RayAddress = None,
+    workers: Workers = None,
+    cpus_per_worker: CpusPerWorker = 1.0,
+    gpus_per_worker: GpusPerWorker = 0.0,
+    executor_batch_size: ExecutorBatch = 512,
+    ray_timeout: RayTimeout = 20.0,
 ) -> None:
     """Run every pipeline under each protocol of a suite (negation, instruction, extrapolation, msmarco)."""
     from cascade.core.env import Context
+    from cascade.core.executor import open_executor
     from cascade.pipelines.suites import outcome_line, run_suite
 
+    settings = executor_settings(
+        executor, ray_address, workers, cpus_per_worker, gpus_per_worker, executor_batch_size, ray_timeout
+    )
     session = Context.open(data_dir, cache, threads, not quiet)
-    run_suite(config, _expand(pipelines), out, session, on_result=lambda o: typer.echo(outcome_line(o)))
+    paths = _expand(pipelines)
+    remote = open_executor(settings)
+    try:
+        session = replace(session, executor=remote)
+        run_suite(config, paths, out, session, on_result=lambda o: typer.echo(outcome_line(o)))
+    finally:
+        remote.close()
 
 
 def _expand(paths: list[Path]) -> list[Path]:

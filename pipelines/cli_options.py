@@ -51,3 +51,30 @@ Cache = Annotated[
 ]
 Threads = Annotated[int | None, typer.Option(help="Threads for search (default: all cores).", callback=_threads)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+# Where batch work runs (`cascade.core.executor`): never part of a cache key, so the results are the same.
+ExecutorKind = Annotated[
+    str, typer.Option("--executor", help="Where corpus encoding and rerank scoring run: local or ray.")
+]
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address", help="A running Ray cluster (host:port or auto); without it, --executor ray starts one."
+    ),
+]
+Workers = Annotated[int | None, typer.Option("--workers", help="Ray workers (default: as the cluster allows).")]
+CpusPerWorker = Annotated[float, typer.Option("--cpus-per-worker", help="CPUs each Ray worker holds.")]
+GpusPerWorker = Annotated[float, typer.Option("--gpus-per-worker", help="GPUs each Ray worker holds.")]
+ExecutorBatch = Annotated[
+    int, typer.Option("--executor-batch-size", help="Texts or pairs per remote call of rerank work.")
+]
+RayTimeout = Annotated[float, typer.Option("--ray-timeout", help="Seconds to wait for the Ray head to answer.")]
+
+
+def executor_settings(
+    kind: str, address: str | None, workers: int | None, cpus: float, gpus: float, batch: int, timeout: float
+):
+    """The executor options, checked (one line on a bad value) before any work."""
+    from cascade.core.executor import ExecutorSettings
+
+    return ExecutorSettings(kind, address, workers, cpus, gpus, batch, timeout)  # type: ignore[arg-type]

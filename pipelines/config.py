@@ -26,6 +26,7 @@ from cascade.eval.datasets import load_dataset, load_folder
 from cascade.eval.measures import DEFAULT_MEASURES, parse_measures
 from cascade.pipelines.train import read_training_config
 from cascade.rankers.base import STAGES, Pipeline, build_pipeline
+from cascade.rankers.fusion import Fusion, refuse_evaluated
 
 
 class DatasetRef(BaseModel):
@@ -246,17 +247,30 @@ def preflight(config: Config, path: str | Path, data_dir: Path | None, *, datase
     dataset (a suite task that runs the pipeline on another one)."""
     path = Path(path)
     root = read_yaml(path, "config file")[1] if path.is_file() else None
+    stages = config.build().stages
     if dataset:
         ref = config.dataset
         try:
-            if ref.path is not None:
-                load_folder(ref.path)
-            else:
-                load_dataset(ref.name, data_dir, qrels=ref.qrels)
+            evaluated = load_folder(ref.path) if ref.path is not None else load_dataset(ref.name, data_dir, ref.qrels)
         except CascadeError as exc:
             raise error_at(path, root, ("dataset",), str(exc)) from None
+        _check_tuning(stages, evaluated.queries, data_dir, path, root)
     check_refs(config.pipeline, ("pipeline",), path, root, data_dir)
-    _check_scores(config.build().stages, [], ("pipeline",), path, root)
+    _check_scores(stages, [], ("pipeline",), path, root)
+
+
+def _check_tuning(stages: list, queries: Any, data_dir: Path | None, path: Path, root: yaml.Node | None) -> None:
+    """A fusion stage's `weights: tune` dev set resolves and shares no query with the ones the config ranks."""
+    for index, stage in enumerate(stages):
+        if not isinstance(stage, Fusion) or stage.params.tune is None:
+            continue
+        loc = ("pipeline", index, stage.name, "tune")
+        try:
+            dev = stage.dev_set(data_dir)
+            refuse_evaluated(dev.queries, queries, "")
+        except CascadeError as exc:
+            message = str(exc).removeprefix(f"{exc.where}: ") if exc.where else str(exc)
+            raise error_at(path, root, loc, message) from None
 
 
 def check_refs(value: Any, loc: tuple, path: Path, root: yaml.Node | None, data_dir: Path | None) -> None:

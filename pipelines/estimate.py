@@ -102,7 +102,7 @@ def _needs(stage: Any, ctx: Context) -> list[tuple[str, str]]:
 
         p = stage.params
         encoder = sparse_encoder(p.encoder, p.device, p.precision)
-        key = vectors_address(encoder, corpus.fingerprint, p.max_length, p.batch_size, p.shard_size)[1]
+        key = vectors_address(encoder.identity(), corpus.fingerprint, p.max_length, p.batch_size, p.shard_size)[1]
         needs = [docstore, ("sparse_vectors", key)]
         if p.index == "seismic":
             from cascade.core.digest import content_key

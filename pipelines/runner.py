@@ -84,6 +84,7 @@ def manifest_for(
         "git": git_commit(),
         "host": host(),
         "threads": ctx.threads,
+        "executor": ctx.executor.facts(),
         "wall_seconds": round(time.perf_counter() - started, 6),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Literal
 
@@ -12,23 +11,26 @@ from pydantic import Field
 
 from cascade.core.digest import content_key
 from cascade.core.errors import CascadeError
+from cascade.core.executor import WorkerSpec
 from cascade.eval.datasets import doc_text
 from cascade.eval.runs import normalise_run
 from cascade.indexes.dense import (
     assemble_embeddings,
     build_faiss,
-    dense_shards,
     encode,
+    encode_spread,
     load_embeddings,
-    load_encoder,
     load_faiss,
     save_faiss,
     search_faiss,
+    shared_encoder,
+    text_encoder,
+    write_embeddings,
 )
 from cascade.indexes.docstore import docstore
 from cascade.indexes.models import compute_label, model_fingerprint, pick_device, resolve_model
+from cascade.indexes.shards import ShardKind, encode_in_shards
 from cascade.indexes.shards import discard as discard_shards
-from cascade.indexes.shards import encode_in_shards
 from cascade.rankers.base import Context, Output, Params, Stage, fit_instruction
 
 EMBEDDINGS_VERSION = 2  # 2: encoded in shards, docnos.txt
@@ -61,24 +63,25 @@ class DenseRerankParams(EncoderParams):
     )
 
 
-@functools.cache
-def _encoder(resolved: str, device: str, precision: str):
-    return load_encoder(resolved, device, precision)
-
-
 class _EncoderStage(Stage):
     reads_instruction = "appended to the query text"
 
     def encoder(self):
         p = self.params
-        return _encoder(resolve_model(p.model, where=f"{self.name}.model"), pick_device(p.device), p.precision)
+        return shared_encoder(resolve_model(p.model, where=f"{self.name}.model"), pick_device(p.device), p.precision)
+
+    def worker(self, dtype: str = "float32") -> WorkerSpec:
+        """What the executor's workers run: this stage's model on texts (`auto` device resolved on the worker)."""
+        p = self.params
+        resolved = resolve_model(p.model, where=f"{self.name}.model")
+        return WorkerSpec(self.name, text_encoder, (resolved, p.device, p.precision, p.batch_size, p.max_length, dtype))
 
     def cache_parts(self, ctx: Context) -> dict:
         """The model's content, and where and in what precision it runs (`auto` resolves per machine)."""
         return {
             **super().cache_parts(ctx),
             "model": model_fingerprint(resolve_model(self.params.model, where=f"{self.name}.model")),
-            "compute": compute_label(self.params.device, self.params.precision),
+            "compute": ctx.executor.call(compute_label, self.params.device, self.params.precision),
         }
 
     def encode_queries(self, queries: pd.DataFrame, ctx: Context) -> np.ndarray:
@@ -131,7 +134,7 @@ class Dense(_EncoderStage):
             "max_length": p.max_length,
             "batch_size": p.batch_size,
             "shard_size": p.shard_size,
-            "precision": compute_label(p.device, p.precision),
+            "precision": ctx.executor.call(compute_label, p.device, p.precision),
             "version": EMBEDDINGS_VERSION,
         }
         return made_from, content_key(made_from)
@@ -143,10 +146,17 @@ class Dense(_EncoderStage):
         shards = ctx.store.root / "shards" / "dense-embeddings" / key
 
         def build(tmp: Path) -> dict:
-            kind = dense_shards(self.encoder(), p.batch_size, p.max_length)
+            kind = ShardKind("dense", self.worker("float16"), write_embeddings)
             total = docstore(ctx, self.name).size
             report = encode_in_shards(
-                shards, corpus.docs(), p.shard_size, kind, doc_text, total=total, progress=ctx.corpus_progress
+                shards,
+                corpus.docs(),
+                p.shard_size,
+                kind,
+                doc_text,
+                total=total,
+                progress=ctx.corpus_progress,
+                executor=ctx.executor,
             )
             if not report.records:
                 raise CascadeError("the corpus has no documents to encode")
@@ -183,7 +193,7 @@ class Dense(_EncoderStage):
         run = self.transform(inp, ctx)
         card = ctx.store.card("dense-embeddings", self.embeddings(ctx).name)
         keys = ("documents", "shards", "shards_encoded", "shards_reused", "shards_repaired")
-        keys += ("encode_peak_rss_mb", "build_seconds")
+        keys += ("encode_peak_rss_mb", "shard_workers", "build_seconds")
         return Output(run, {"embeddings": {k: card[k] for k in keys if k in card}})
 
     def transform(self, inp: pd.DataFrame, ctx: Context) -> pd.DataFrame:
@@ -220,14 +230,23 @@ class DenseRerank(_EncoderStage):
         if self.params.corpus_embeddings:
             return rerank_merge(head.assign(score=self._score_from_corpus(head, qvec, ctx)), tail)
         unique = pd.unique(head["docno"])
-        dvecs = encode(
-            self.encoder(),
-            docstore(ctx, self.name).texts(unique),
-            batch_size=self.params.batch_size,
-            max_length=self.params.max_length,
-            progress=ctx.progress,
-            desc="dense_rerank: docs",
-        )
+        texts = docstore(ctx, self.name).texts(unique)
+        p, encoder = self.params, self.encoder()
+        if ctx.executor.distributed:
+            dim = encoder.model.config.hidden_size
+            dvecs = encode_spread(
+                ctx.executor, self.worker(), encoder.tokenizer, texts, batch_size=p.batch_size,
+                max_length=p.max_length, dim=dim,
+            )  # fmt: skip
+        else:
+            dvecs = encode(
+                encoder,
+                texts,
+                batch_size=p.batch_size,
+                max_length=p.max_length,
+                progress=ctx.progress,
+                desc="dense_rerank: docs",
+            )
         row_of = {d: i for i, d in enumerate(unique)}
         doc_matrix = dvecs[[row_of[d] for d in head["docno"]]]
         query_matrix = np.stack([qvec[q] for q in head["qid"]])

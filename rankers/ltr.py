@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -146,19 +147,88 @@ class LTR(Stage):
 
     def apply(self, inp: pd.DataFrame, ctx: Context, inputs: list[pd.DataFrame]) -> Output:
         """The reranked run, with the model's feature importance (gain) as its statistics."""
-        import lightgbm
-
         head, tail = split_top_k(inp, self.params.k)
         head = head.reset_index(drop=True)
+        booster, (features, names) = self.booster(), self.features()
+        scores = booster.predict(feature_matrix(head, features, ctx, names), num_threads=ctx.threads)
+        stats = {"feature_importance_gain": importance_gain(booster, names)}
+        return Output(rerank_merge(head.assign(score=scores.astype("float64")), tail), stats)
+
+    def booster(self) -> Any:
+        """The model's LightGBM booster, checked against the columns features.json names."""
+        import lightgbm
+
         booster = lightgbm.Booster(model_file=str(self.folder() / "model.txt"))
-        features, names = self.features()
+        names = self.features()[1]
         if booster.num_feature() != len(names):
             raise CascadeError(
                 f"'{self.folder()}': model.txt has {booster.num_feature()} features but features.json names "
                 f"{len(names)}; retrain it",
                 where="ltr.model",
             )
-        scores = booster.predict(feature_matrix(head, features, ctx, names), num_threads=ctx.threads)
-        importance = booster.feature_importance(importance_type="gain")
-        stats = {"feature_importance_gain": {n: round(float(v), 4) for n, v in zip(names, importance, strict=True)}}
-        return Output(rerank_merge(head.assign(score=scores.astype("float64")), tail), stats)
+        return booster
+
+
+def importance_gain(booster: Any, names: list[str]) -> dict[str, float]:
+    importance = booster.feature_importance(importance_type="gain")
+    return {n: round(float(v), 4) for n, v in zip(names, importance, strict=True)}
+
+
+class FoldLTRParams(Params):
+    models: list[str] = Field(..., min_length=2, description="one LTR model folder per fold, all on one feature set")
+    folds: dict[str, int] = Field(..., description="qid -> index into `models`: the model that never saw the query")
+    k: int = Field(100, gt=0, description="rerank the top k of the upstream run")
+
+
+class FoldLTR(Stage):
+    """Cross-validated LTR: each query reranked by its fold's model, one trained without that fold's queries.
+
+    Built by the `cv` suite (`cascade.pipelines.suites.crossval`), not from YAML: the fold assignment is the
+    protocol's. A query the assignment lacks is refused rather than scored by some model that may have seen it.
+    The feature matrix is computed once over all queries (the same cached entry the folds were trained from)."""
+
+    name = "ltr_cv"
+    Params = FoldLTRParams
+    uses_corpus = True
+    depth_param = "k"
+    reranks = True
+
+    def fold_models(self) -> list[LTR]:
+        return [LTR(model=model, k=self.params.k) for model in self.params.models]
+
+    def cache_parts(self, ctx: Context) -> dict:
+        parts = super().cache_parts(ctx)
+        digests = [file_digest(m.folder() / "model.txt") for m in self.fold_models()]
+        parts["params"] = {**parts["params"], "models": digests}
+        return parts
+
+    def transform(self, inp: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+        return self.apply(inp, ctx, []).run
+
+    def apply(self, inp: pd.DataFrame, ctx: Context, inputs: list[pd.DataFrame]) -> Output:
+        """The reranked run, with each fold model's feature importance (gain) and their mean as statistics."""
+        head, tail = split_top_k(inp, self.params.k)
+        head = head.reset_index(drop=True)
+        fold = head["qid"].astype(str).map(self.params.folds)
+        if fold.isna().any():
+            qid = head["qid"].astype(str)[fold.isna()].iloc[0]
+            raise CascadeError(f"query {qid!r} has no fold, so no model that never saw it", where="ltr_cv.folds")
+        models = self.fold_models()
+        features, names = models[0].features()
+        if any(m.features() != (features, names) for m in models[1:]):
+            raise CascadeError("the fold models were trained on different features", where="ltr_cv.models")
+        matrix = feature_matrix(head, features, ctx, names)
+        scores = np.zeros(len(head), dtype=np.float64)
+        gains = []
+        for index, model in enumerate(models):
+            rows = (fold == index).to_numpy()
+            booster = model.booster()
+            if rows.any():
+                scores[rows] = booster.predict(matrix[rows], num_threads=ctx.threads)
+            gains.append(importance_gain(booster, names))
+        mean = {n: round(float(np.mean([g[n] for g in gains])), 4) for n in names}
+        stats = {"feature_importance_gain": mean, "fold_feature_importance_gain": gains}
+        return Output(rerank_merge(head.assign(score=scores), tail), stats)
+
+    def __repr__(self) -> str:
+        return f"{self.name}(folds={len(self.params.models)}, k={self.params.k})"

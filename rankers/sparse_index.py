@@ -15,6 +15,7 @@ from typing import Any
 
 from cascade.core.digest import content_key, file_digest
 from cascade.core.errors import CascadeError
+from cascade.core.executor import WorkerSpec
 from cascade.eval.datasets import doc_text
 from cascade.indexes import jvm, lucene, sparse_vectors
 from cascade.indexes.docstore import docstore
@@ -44,12 +45,28 @@ def sparse_encoder(name: str, device: str, precision: str):
     return _OPEN[key]
 
 
+def sparse_identity(name: str, device: str, precision: str) -> dict:
+    """The encoder's identity as resolved where the executor's workers run (`auto` may be their GPU)."""
+    return sparse_encoder(name, device, precision).identity()
+
+
+def sparse_text_encoder(name: str, device: str, precision: str, max_length: int, batch_size: int):
+    """A worker's function (`cascade.core.executor.WorkerSpec`): texts -> sparse vectors."""
+    encoder = sparse_encoder(name, device, precision)
+
+    def encode_texts(texts: list[str]) -> sparse_vectors.SparseVectors:
+        return encode(encoder, texts, max_length=max_length, batch_size=batch_size)
+
+    return encode_texts
+
+
 def vectors_address(
-    encoder: Any, corpus_fingerprint: str, max_length: int, batch_size: int, shard_size: int
+    identity: dict, corpus_fingerprint: str, max_length: int, batch_size: int, shard_size: int
 ) -> tuple[dict, str]:
-    """What the corpus vectors are made from and their content key: `sparse_rerank` reads the same entry."""
+    """What the corpus vectors are made from (the encoder's `identity()`, ...) and their content key:
+    `sparse_rerank` reads the same entry."""
     made_from = {
-        **encoder.identity(),
+        **identity,
         "corpus": corpus_fingerprint,
         "max_length": max_length,
         "batch_size": batch_size,
@@ -64,29 +81,36 @@ def corpus_vectors(params: SparseParams, ctx: Context) -> tuple[Path, str]:
     corpus = ctx.require_corpus("sparse")
     if params.vectors is not None:
         return given_vectors(Path(params.vectors).expanduser(), corpus.fingerprint, params)
-    encoder = sparse_encoder(params.encoder, params.device, params.precision)
+    identity = ctx.executor.call(sparse_identity, params.encoder, params.device, params.precision)
     made_from, key = vectors_address(
-        encoder, corpus.fingerprint, params.max_length, params.batch_size, params.shard_size
+        identity, corpus.fingerprint, params.max_length, params.batch_size, params.shard_size
     )
 
     shards = ctx.store.root / "shards" / "sparse_vectors" / key
 
     def build(tmp: Path) -> dict:
-        def encode_shard(texts: list[str]) -> sparse_vectors.SparseVectors:
-            return encode(encoder, texts, max_length=params.max_length, batch_size=params.batch_size)
-
-        kind = ShardKind("sparse", encode_shard, sparse_vectors.write_shard)
+        p = params
+        args = (p.encoder, p.device, p.precision, p.max_length, p.batch_size)
+        worker = WorkerSpec("sparse", sparse_text_encoder, args)
+        kind = ShardKind("sparse", worker, sparse_vectors.write_shard)
         total = docstore(ctx, "sparse").size
         with PeakMemory() as memory:
             started = time.perf_counter()
             report = encode_in_shards(
-                shards, corpus.docs(), params.shard_size, kind, doc_text, total=total, progress=ctx.corpus_progress
+                shards,
+                corpus.docs(),
+                params.shard_size,
+                kind,
+                doc_text,
+                total=total,
+                progress=ctx.corpus_progress,
+                executor=ctx.executor,
             )
             seconds = time.perf_counter() - started
         if not report.records:
             raise CascadeError("the corpus has no documents to encode")
-        facts = sparse_vectors.assemble(shards, report, tmp, encoder.dim)
-        encoded = sum(r["documents"] for r in report.records[-report.encoded :]) if report.encoded else 0
+        facts = sparse_vectors.assemble(shards, report, tmp, sparse_encoder(p.encoder, p.device, p.precision).dim)
+        encoded = sum(r["documents"] for r in report.records if r["index"] in report.workers)
         return {
             **facts,
             "encode_seconds": round(seconds, 3),

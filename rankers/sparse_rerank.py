@@ -60,7 +60,7 @@ class SparseRerank(Stage):
         """The content key of the cached corpus vectors `sparse` would read with these settings, if they exist."""
         p = self.params
         fingerprint = ctx.require_corpus(self.name).fingerprint
-        _, key = vectors_address(self.encoder(), fingerprint, p.max_length, p.batch_size, p.shard_size)
+        _, key = vectors_address(self.encoder().identity(), fingerprint, p.max_length, p.batch_size, p.shard_size)
         return key if ctx.store.has(VECTORS_KIND, key) else None
 
     def cache_parts(self, ctx: Context) -> dict:

@@ -191,6 +191,8 @@ def stage_stats(out: Path) -> dict:
     manifest = json.loads((out / "enc" / "manifest.json").read_text())
     stats = dict(manifest["stages"][0]["stats"]["embeddings"])
     assert stats.pop("build_seconds") >= 0 and stats.pop("encode_peak_rss_mb") > 0
+    workers = stats.pop("shard_workers")
+    assert len(workers) == stats["shards"] and workers.count("reused") == stats["shards_reused"]
     return stats
 
 

@@ -1,8 +1,8 @@
 """The one environment record: what a command, a run, a stage and a trainer see.
 
-A command opens it once (`Context.open`: data dir, cache, threads, progress); each run of a pipeline refines it
-with its corpus and seed (`for_run`). Stages and trainers receive it and never go looking for datasets or configs
-themselves.
+A command opens it once (`Context.open`: data dir, cache, threads, progress, executor); each run of a pipeline
+refines it with its corpus and seed (`for_run`). Stages and trainers receive it and never go looking for datasets
+or configs themselves.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cascade.core.errors import CascadeError
+from cascade.core.executor import Executor, LocalExecutor
 from cascade.core.paths import resolve_data_dir
 from cascade.core.store import ArtifactStore
 
@@ -27,6 +28,7 @@ class Context:
     progress: bool = True  # bars on a terminal
     seed: int = 42
     log_progress: bool = False  # stderr is no terminal: long corpus work logs a line now and then instead
+    executor: Executor = field(default_factory=LocalExecutor)  # where batch work runs; never in a cache key
 
     @classmethod
     def open(
@@ -35,6 +37,7 @@ class Context:
         cache_dir: str | Path = ".cascade",
         threads: int | None = None,
         progress: bool = True,
+        executor: Executor | None = None,
     ) -> Context:
         if threads is not None and threads < 1:  # 0 is not "all cores", and a negative count is no count
             raise CascadeError(f"threads: must be at least 1, not {threads}")
@@ -45,6 +48,7 @@ class Context:
             threads=threads or os.cpu_count() or 1,
             progress=progress and terminal,
             log_progress=progress and not terminal,
+            executor=executor or LocalExecutor(),
         )
 
     @property

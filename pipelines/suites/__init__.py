@@ -9,7 +9,7 @@ A suite config names tasks; each task is one protocol on one data source:
 
 Task kinds are the protocol classes' kinds (`PROTOCOLS`): `own` and `retrieval` (retrieval.py), `negation_pairs`
 (negation.py), `pools`, `followir` and `instructir` (instructions.py), `resttest` and `resample`
-(extrapolation.py), `restrain` (restrain.py).
+(extrapolation.py), `restrain` (restrain.py), `cv` (crossval.py).
 
 Every (task, pipeline) writes a run folder like `cascade run` does (run.trec, perquery.tsv, metrics.json,
 manifest.json with `suite`), through the one writer `runner.write_run_folder`, so the leaderboard shows one
@@ -33,13 +33,13 @@ from cascade.core.paths import confined
 from cascade.eval.datasets import SAMPLE_DIR, load_dataset
 from cascade.pipelines.config import check_refs, preflight
 from cascade.pipelines.runner import check_run_folder, write_run_folder
-from cascade.pipelines.suites import extrapolation, instructions, negation, restrain, retrieval
-from cascade.pipelines.suites.base import PROTOCOLS, PipelineRef, Protocol, load_pipelines
+from cascade.pipelines.suites import crossval, extrapolation, instructions, negation, restrain, retrieval
+from cascade.pipelines.suites.base import PROTOCOLS, PipelineRef, Protocol, TaskError, load_pipelines
 from cascade.pipelines.suites.common import SAMPLE_PREFIX
 from cascade.rankers.pool import NotApplicable
 
 # the modules whose protocol classes fill PROTOCOLS when they are defined
-MODULES = (retrieval, negation, instructions, extrapolation, restrain)
+MODULES = (retrieval, negation, instructions, extrapolation, restrain, crossval)
 
 __all__ = ["PROTOCOLS", "MODULES", "Outcome", "Protocol", "SuiteConfig", "load_pipelines", "load_suite", "run_suite"]
 
@@ -103,6 +103,11 @@ def run_suite(
     own = any(task.own_dataset for task in tasks)
     for ref in every:
         preflight(ref.config, ref.path, session.data_dir, dataset=own)
+    for index, task in enumerate(tasks):
+        try:
+            task.check(every if task.own_dataset else distinct, session)
+        except TaskError as exc:
+            raise error_at(path, root, ("tasks", index, task.kind, *exc.key), exc.detail) from None
     for task in tasks:  # before any work: no run folder may land on a user's file or folder
         for ref in every if task.own_dataset else distinct:
             check_run_folder(out / suite.suite / task.folder(ref, task.label(ref)))

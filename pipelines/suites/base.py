@@ -39,6 +39,14 @@ class PipelineRef:
 PROTOCOLS: dict[str, type[Protocol]] = {}
 
 
+class TaskError(CascadeError):
+    """Bad task input a protocol finds in `check`: the suite loop says it at the key's file and line."""
+
+    def __init__(self, key: tuple, message: str) -> None:
+        self.key, self.detail = key, message
+        super().__init__(f"{'.'.join(map(str, key))}: {message}")
+
+
 class Protocol:
     """One suite protocol with its spec (one task of a suite config)."""
 
@@ -66,6 +74,10 @@ class Protocol:
     def pipeline_name(self, ref: PipelineRef) -> str:
         """Protocols on the pipeline's own dataset keep its full name (`dl19-bm25` and `dl20-bm25` both run)."""
         return ref.config.name if self.own_dataset else ref.label
+
+    def check(self, refs: list[PipelineRef], session: Context) -> None:
+        """Before any work, with every pipeline the task will run: raise TaskError for bad input that only the
+        pipelines or datasets reveal (the suite loop names the task key's line)."""
 
     def run(self, ref: PipelineRef, session: Context) -> Artifacts:
         """The pipeline under this protocol; raises NotApplicable (with the reason) for a pipeline it cannot run."""

@@ -16,7 +16,9 @@ Query groups whose candidates hold no relevant document teach LambdaMART nothing
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -112,9 +114,66 @@ def labelled(frame: pd.DataFrame, qrels: pd.DataFrame) -> pd.DataFrame:
     return out.assign(_label=out["_label"].fillna(0).clip(lower=0).astype(int))
 
 
-def train_ltr(data: dict, path: Path, env: Context, out: Path) -> dict:
+Part = tuple[np.ndarray, np.ndarray, list[int]]  # (features, labels, rows per query group)
+
+
+@dataclass
+class Fitted:
+    """A trained LambdaMART booster, the iteration kept and the dev nDCG@10 curve that chose it."""
+
+    booster: Any
+    best_iteration: int
+    kept: int | None  # the iteration saved: early stopping's best, None for all (LightGBM's own convention)
+    curve: list[float]
+    columns: list[str]
+
+    def save(self, out: Path, features: list[str]) -> None:
+        """The model folder the `ltr` stage reads: model.txt (LightGBM's text format) and features.json."""
+        self.booster.save_model(str(out / "model.txt"), num_iteration=self.kept)
+        (out / "features.json").write_text(json.dumps({"features": features, "columns": self.columns}, indent=2))
+
+    def importance_gain(self) -> dict[str, float]:
+        gain = self.booster.feature_importance(importance_type="gain", iteration=self.kept)
+        return {n: round(float(v), 4) for n, v in zip(self.columns, gain, strict=True)}
+
+
+def fit_lambdamart(train: Part, dev: Part, p: LightGBMParams, seed: int, threads: int, features: list[str]) -> Fitted:
+    """LightGBM LambdaMART on `train`, early-stopped on `dev`'s nDCG@10; deterministic for one seed (the strict
+    trainer and the `cv` suite's per-fold models both fit through here)."""
     import lightgbm
 
+    ranker = lightgbm.LGBMRanker(
+        objective="lambdarank",
+        num_leaves=p.num_leaves,
+        learning_rate=p.learning_rate,
+        n_estimators=p.n_estimators,
+        min_child_samples=p.min_data_in_leaf,
+        colsample_bytree=p.feature_fraction,
+        random_state=seed,
+        deterministic=True,
+        force_row_wise=True,
+        n_jobs=threads,
+        verbose=-1,
+    )
+    log: dict = {}
+    columns = feature_names(features)
+    ranker.fit(
+        train[0],
+        train[1],
+        group=train[2],
+        eval_X=(dev[0],),
+        eval_y=(dev[1],),
+        eval_group=[dev[2]],
+        eval_at=[10],
+        feature_name=[n.replace(":", "_") for n in columns],
+        callbacks=[lightgbm.early_stopping(p.early_stopping_rounds, verbose=False), lightgbm.record_evaluation(log)],
+    )
+    kept = ranker.best_iteration_ or None
+    curve = log.get("valid_0", {}).get("ndcg@10", [])
+    return Fitted(ranker.booster_, int(kept or p.n_estimators), kept, curve, columns)
+
+
+def train_ltr(data: dict, path: Path, env: Context, out: Path) -> dict:
     config = parse(data, path)
     where = key_locator(path)
     dataset = load_dataset(config.train.dataset, env.data_dir)
@@ -147,51 +206,20 @@ def train_ltr(data: dict, path: Path, env: Context, out: Path) -> dict:
 
     x_train, y_train, g_train = part(train_q)
     x_dev, y_dev, g_dev = part(dev_q)
-    p = config.lightgbm
-    ranker = lightgbm.LGBMRanker(
-        objective="lambdarank",
-        num_leaves=p.num_leaves,
-        learning_rate=p.learning_rate,
-        n_estimators=p.n_estimators,
-        min_child_samples=p.min_data_in_leaf,
-        colsample_bytree=p.feature_fraction,
-        random_state=config.seed,
-        deterministic=True,
-        force_row_wise=True,
-        n_jobs=env.threads,
-        verbose=-1,
+    fitted = fit_lambdamart(
+        (x_train, y_train, g_train), (x_dev, y_dev, g_dev), config.lightgbm, config.seed, env.threads, config.features
     )
-    log: dict = {}
-    ranker.fit(
-        x_train,
-        y_train,
-        group=g_train,
-        eval_X=(x_dev,),
-        eval_y=(y_dev,),
-        eval_group=[g_dev],
-        eval_at=[10],
-        feature_name=[n.replace(":", "_") for n in feature_names(config.features)],
-        callbacks=[lightgbm.early_stopping(p.early_stopping_rounds, verbose=False), lightgbm.record_evaluation(log)],
-    )
-    booster = ranker.booster_
-    booster.save_model(str(out / "model.txt"), num_iteration=ranker.best_iteration_ or None)
-    (out / "features.json").write_text(
-        json.dumps({"features": config.features, "columns": feature_names(config.features)}, indent=2)
-    )
-    curve = log.get("valid_0", {}).get("ndcg@10", [])
-    (out / "training_log.json").write_text(json.dumps({"dev_ndcg@10": curve}, indent=1))
-    importance = booster.feature_importance(importance_type="gain", iteration=ranker.best_iteration_ or None)
+    fitted.save(out, config.features)
+    curve = fitted.curve
     return {
         "train_queries": len(train_q),
         "dev_queries": len(dev_q),
         **({"excluded_queries": len(config.train.exclude_queries)} if config.train.exclude_queries else {}),
         "skipped_groups_without_relevant": skipped,
         "rows": len(frame),
-        "best_iteration": int(ranker.best_iteration_ or p.n_estimators),
+        "best_iteration": fitted.best_iteration,
         "dev_ndcg@10": round(float(max(curve)), 6) if curve else None,
-        "feature_importance_gain": {
-            n: round(float(v), 4) for n, v in zip(feature_names(config.features), importance, strict=True)
-        },
+        "feature_importance_gain": fitted.importance_gain(),
         # what a retrained model's bytes depend on (LightGBM's CPU build: fp32 gradients, fp64 histogram sums)
         "trained_with": training_record("cpu", "fp32 gradients, fp64 histograms", env.threads, ("lightgbm", "numpy")),
     }
