@@ -52,6 +52,8 @@ bench: install
 	$(BIN)/python bench/dense_speed.py --data-dir "$(CASCADE_DATA)" --out bench/RESULTS.md
 	$(BIN)/python bench/leaderboard_speed.py --out bench/RESULTS.md
 	$(BIN)/python bench/ltr_features.py --data-dir "$(CASCADE_DATA)" --out bench/RESULTS.md
+	$(BIN)/python bench/shard_bounds.py --data-dir "$(CASCADE_DATA)"
+	$(BIN)/python bench/ray_scale.py --data-dir "$(CASCADE_DATA)" --out bench/RESULTS.md
 # Hours of work and ~20 GB of disk at the default sizes (100k, 1M, 3M passages); SCALE_SIZES=100000 for a quick point.
 	$(BIN)/python bench/scale.py --data-dir "$(CASCADE_DATA)" --work bench/out/scale-data --sizes $(SCALE_SIZES)
 

@@ -270,7 +270,8 @@ def _check_tuning(stages: list, queries: Any, data_dir: Path | None, path: Path,
             refuse_evaluated(dev.queries, queries, "")
         except CascadeError as exc:
             message = str(exc).removeprefix(f"{exc.where}: ") if exc.where else str(exc)
-            raise error_at(path, root, loc, message) from None
+            key = (exc.where or "").removeprefix(f"{stage.name}.tune").lstrip(".")
+            raise error_at(path, root, (*loc, key) if key else loc, message) from None
 
 
 def check_refs(value: Any, loc: tuple, path: Path, root: yaml.Node | None, data_dir: Path | None) -> None:

@@ -42,7 +42,7 @@ from cascade.eval.measures import parse_measures
 from cascade.indexes import lucene
 from cascade.pipelines.config import LUCENE_STAGES, Config, Expected, check_refs, load_config, preflight
 from cascade.pipelines.runner import check_run_folder, open_dataset, run_config
-from cascade.pipelines.suites import load_pipelines, load_suite, run_task
+from cascade.pipelines.suites import TaskError, load_pipelines, load_suite, run_task
 from cascade.rankers.lucene import lucene_index
 
 OK, OKISH, FAIL = "OK", "OKISH", "FAIL"
@@ -117,6 +117,9 @@ class SuiteCheck(BaseModel):
     suite: str = Field(..., description="the suite config (a path from the current folder)")
     task: str = Field(..., description="the kind of the suite's task to run, e.g. negation_pairs")
     pipeline: str = Field(..., description="the pipeline config (a path from the current folder)")
+    pool: list[str] = Field(
+        default_factory=list, description="pipeline configs the task pools with it (cv: dl20-X with dl19-X)"
+    )
     expected: Expected
 
 
@@ -184,6 +187,9 @@ def _suite_target(path: Path, data: dict, root) -> Target:
             raise error_at(
                 path, root, (key,), f"no such file: {getattr(check, key)} (paths are from the current folder)"
             )
+    for number, other in enumerate(check.pool):
+        if not Path(other).is_file():
+            raise error_at(path, root, ("pool", number), f"no such file: {other} (paths are from the current folder)")
     suite, tasks = load_suite(check.suite)
     chosen = [t for t in tasks if t.kind == check.task]
     if len(chosen) != 1:
@@ -192,12 +198,18 @@ def _suite_target(path: Path, data: dict, root) -> Target:
         raise error_at(path, root, ("task",), f"the suite {problem} of kind {check.task!r}; its tasks: {kinds}")
     (task,) = chosen
     index = tasks.index(task)
-    _, (ref,) = load_pipelines([Path(check.pipeline)])
+    every, _ = load_pipelines([Path(check.pipeline), *map(Path, check.pool)])
+    ref = every[0]
 
     def refs(session: Context) -> None:
         suite_root = read_yaml(check.suite, "suite config")[1]
         check_refs(suite.tasks[index], ("tasks", index), Path(check.suite), suite_root, session.data_dir)
-        preflight(ref.config, ref.path, session.data_dir, dataset=task.own_dataset)
+        for member in every:
+            preflight(member.config, member.path, session.data_dir, dataset=task.own_dataset)
+        try:
+            task.check(every, session)
+        except TaskError as exc:
+            raise error_at(check.suite, suite_root, ("tasks", index, task.kind, *exc.key), exc.detail) from None
 
     def folder(out: Path) -> Path:
         return out / suite.suite / task.folder(ref, task.label(ref))

@@ -38,8 +38,9 @@ from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from cascade.core.errors import CascadeError
+from cascade.core.executor import Executor, WorkerSpec
 from cascade.core.paths import TRAIN_PREFIX  # resolved by cascade.pipelines.train before the stage is built
-from cascade.indexes.batching import length_sorted_batches, pad_rows
+from cascade.indexes.batching import batch_groups, length_sorted_batches, pad_rows
 from cascade.indexes.docstore import docstore
 from cascade.indexes.models import autocast_dtype, compute_label, model_fingerprint, pick_device, resolve_model
 from cascade.rankers.base import Context, Params, Stage, cut_tokens
@@ -156,7 +157,7 @@ def forward_logits(scorer: Scorer, batch: dict[str, np.ndarray]):
 
 
 def map_batches(fn: Callable[[Any], Any], batches: Iterable[Any]) -> Iterator[Any]:
-    """The one loop over batches of rerank work: a distributed executor (Ray Data) can replace it unchanged."""
+    """The one loop over batches of local rerank work (`score_spread` sends the same batches to an executor)."""
     for batch in batches:
         yield fn(batch)
 
@@ -192,6 +193,40 @@ def score_pairs(
     return out
 
 
+def pair_scorer(
+    resolved: str, device: str, precision: str, batch_size: int, max_length: int
+) -> Callable[[tuple[list[str], list[str]]], np.ndarray]:
+    """A worker's function (`cascade.core.executor.WorkerSpec`): (first segments, passages) -> scores."""
+    scorer = _cached_scorer(resolved, pick_device(device), precision)
+
+    def score(pairs: tuple[list[str], list[str]]) -> np.ndarray:
+        return score_pairs(scorer, pairs[0], pairs[1], batch_size=batch_size, max_length=max_length)
+
+    return score
+
+
+@functools.cache
+def _tokenizer(resolved: str) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolved)
+
+
+def score_spread(executor: Executor, worker: WorkerSpec, tokenizer: Any, first: list[str], second: list[str],
+                 *, batch_size: int, max_length: int) -> np.ndarray:  # fmt: skip
+    """`score_pairs` on the executor's workers, in groups of the very batches a local run makes, so every score
+    equals the local one (`cascade.indexes.batching.batch_groups`)."""
+    out = np.zeros(len(first), dtype=np.float32)
+    if not first:
+        return out
+    lengths = [len(ids) for ids in tokenize_pairs(tokenizer, first, second, max_length)["input_ids"]]
+    groups = batch_groups(lengths, batch_size, executor.settings.batch_size)
+    items = (([first[i] for i in group], [second[i] for i in group]) for group in groups)
+    for group, (scores, _) in zip(groups, executor.map(worker, items), strict=True):
+        out[group] = scores
+    return out
+
+
 class CrossEncoder(Stage):
     """Reranks the top-k of the upstream run with a cross-encoder; documents below k keep their order."""
 
@@ -217,17 +252,20 @@ class CrossEncoder(Stage):
         """The model's content (not its path), and where it runs: CUDA half and CPU fp32 scores differ slightly."""
         parts = super().cache_parts(ctx)
         parts["params"] = {**parts["params"], "model": model_fingerprint(self.resolved())}
-        parts["compute"] = compute_label(self.params.device, self.params.precision)
+        parts["compute"] = ctx.executor.call(compute_label, self.params.device, self.params.precision)
         return parts
 
     def prepare(self, ctx: Context) -> None:
-        self.scorer()
+        if not ctx.executor.distributed:
+            self.scorer()
 
     def transform(self, inp: pd.DataFrame, ctx: Context) -> pd.DataFrame:
         import torch
 
         texts = docstore(ctx, self.name)
         head, tail = split_top_k(inp, self.params.k)
+        if ctx.executor.distributed:
+            return rerank_merge(head.assign(score=self._score_remote(head, texts, ctx).astype("float64")), tail)
         scorer = self.scorer()
         torch.set_num_threads(max(1, ctx.threads))
         instructions = head["instruction"].tolist() if "instruction" in head else None
@@ -243,3 +281,17 @@ class CrossEncoder(Stage):
             progress=ctx.progress,
         )
         return rerank_merge(head.assign(score=scores.astype("float64")), tail)
+
+    def _score_remote(self, head: pd.DataFrame, texts: Any, ctx: Context) -> np.ndarray:
+        """The pairs scored by the executor's workers; this process loads only the tokenizer."""
+        p = self.params
+        tokenizer = _tokenizer(self.resolved())
+        instructions = head["instruction"].tolist() if "instruction" in head else None
+        first = pair_segments(head["query"].tolist(), instructions, tokenizer.sep_token, tokenizer, p.max_length)
+        worker = WorkerSpec(
+            self.name, pair_scorer, (self.resolved(), p.device, p.precision, p.batch_size, p.max_length)
+        )
+        second = list(texts.texts(head["docno"].astype(str)))
+        return score_spread(
+            ctx.executor, worker, tokenizer, first, second, batch_size=p.batch_size, max_length=p.max_length
+        )

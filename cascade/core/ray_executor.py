@@ -1,4 +1,4 @@
-"""The Ray executor: `Executor.map` over a pool of Ray actors, one loaded model per actor.
+"""The Ray executor: `Executor.map` over a pool of Ray actors, each model loaded once per actor.
 
 Why actors and not Ray Data's `map_batches`: the work is already cut into items by the data (shards, groups of
 model batches), results must come back in item order to be written as the local run writes them, and a lost
@@ -7,9 +7,11 @@ of their own: an actor pool of whole-CPU actors on a 2-CPU machine deadlocked (t
 probe on a two-node loopback cluster hung once. Plain actors with a bounded number of items in flight have
 neither problem and need nothing Ray Data adds.
 
-Each `map` starts its pool and stops it at the end, so one stage's models never hold CPUs or GPUs that the next
-stage's workers need. A worker that dies (killed, out of memory, its node lost) is replaced and its item run
-again, up to MAX_ATTEMPTS times; the item's result does not depend on the worker, so the output stays the same.
+One pool serves the whole command: every stage's items go to the same workers, which load each stage's model
+the first time they see it (a worker process starts and imports torch once, not once per stage, and no second
+pool ever waits for CPUs the first one holds). A worker that dies (killed, out of memory, its node lost) is
+replaced and its item run again, up to MAX_ATTEMPTS times; the item's result does not depend on the worker, so
+the output stays the same.
 """
 
 from __future__ import annotations
@@ -33,29 +35,23 @@ LOST = (RayActorError, ActorDiedError, ActorUnavailableError, WorkerCrashedError
 
 @ray.remote
 class _Worker:
-    """One worker: builds its function once (loads its model), then runs items. A setup error is kept and
-    raised by `run`, so it reaches the driver as the error it is, not as a dead actor retried in vain."""
+    """One worker: builds each WorkerSpec's function the first time it sees the spec (loads its model) and keeps
+    it. A setup error is raised by `run`, so it reaches the driver as the error it is, not as a dead worker."""
 
-    def __init__(self, spec: WorkerSpec, index: int) -> None:
+    def __init__(self, index: int) -> None:
         self.name = f"w{index}@{ray.get_runtime_context().get_node_id()[:8]}"
-        self.error: BaseException | None = None
-        try:
-            self.fn = spec.setup(*spec.args)
-        except Exception as exc:  # noqa: BLE001 - raised again by run()
-            self.error = exc
+        self.functions: dict[WorkerSpec, Callable[[Any], Any]] = {}
 
-    def run(self, item: Any) -> tuple[Any, str]:
-        if self.error is not None:
-            raise self.error
-        return self.fn(item), self.name
+    def run(self, spec: WorkerSpec, item: Any) -> tuple[Any, str]:
+        if spec not in self.functions:
+            self.functions[spec] = spec.setup(*spec.args)
+        return self.functions[spec](item), self.name
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(*args)
 
     def pid(self) -> int:
         return os.getpid()
-
-
-@ray.remote(num_cpus=0)
-def _call(fn: Callable[..., Any], *args: Any) -> Any:
-    return fn(*args)
 
 
 def check_reachable(address: str, timeout: float) -> None:
@@ -83,11 +79,13 @@ class RayExecutor:
         self.started = False
         self.retried = 0
         self._answers: dict[tuple, Any] = {}  # what `call` found where the workers run
-        self.pids: list[int] = []  # the process of each worker of the running map (a test kills one)
+        self.pool: list = []  # the workers (Ray actors), started on first use
+        self.pids: list[int] = []  # the process of each worker (a test kills one)
         if not ray.is_initialized():
             options = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
             if settings.address is None:
-                ray.init(num_cpus=os.cpu_count() or 1, **options)
+                # "local": a new instance even where `ray start` left a cluster behind (ray.init() would join it)
+                ray.init(address="local", num_cpus=os.cpu_count() or 1, **options)
                 self.started = True
             else:
                 check_reachable(settings.address, settings.connect_timeout)
@@ -127,23 +125,33 @@ class RayExecutor:
                 f"and the Ray cluster has {self.cpus:g}"
             )
 
-    def _actor(self, worker: WorkerSpec, index: int):
+    def _actor(self, index: int):
         s = self.settings
-        return _Worker.options(num_cpus=s.cpus_per_worker, num_gpus=s.gpus_per_worker, max_restarts=0).remote(
-            worker, index
-        )
+        return _Worker.options(num_cpus=s.cpus_per_worker, num_gpus=s.gpus_per_worker, max_restarts=0).remote(index)
+
+    def _workers(self) -> list:
+        """The pool, started on first use; `pids` waits until every worker process is up."""
+        if not self.pool:
+            self.pool = [self._actor(i) for i in range(self.workers)]
+            self.pids = ray.get([actor.pid.remote() for actor in self.pool])
+        return self.pool
+
+    def _stop_workers(self) -> None:
+        for actor in self.pool:
+            ray.kill(actor)
+        self.pool, self.pids = [], []
 
     def map(self, worker: WorkerSpec, items: Iterable[Any]) -> Iterator[tuple[Any, str]]:
         """Items go out one per idle worker, at most 2 x workers ahead of the next result due (so results waiting
-        for an earlier one stay bounded); results come back in item order."""
-        pool = [self._actor(worker, i) for i in range(self.workers)]
-        self.pids = ray.get([actor.pid.remote() for actor in pool])  # waits until every worker has its model
+        for an earlier one stay bounded); results come back in item order. Stopped early (an error, Ctrl-C), the
+        map stops the workers, so no remote work goes on."""
+        pool = self._workers()
         idle = deque(range(len(pool)))
         source = enumerate(items)
         again: deque[tuple[int, Any, int]] = deque()  # (index, item, attempts) of items whose worker was lost
         running: dict[Any, tuple[int, Any, int, int]] = {}  # ref -> (index, item, attempts, worker slot)
         done: dict[int, tuple[Any, str]] = {}
-        due, exhausted = 0, False
+        due, exhausted, finished = 0, False, False
         try:
             while True:
                 while idle:
@@ -159,7 +167,7 @@ class RayExecutor:
                     else:
                         break
                     slot = idle.popleft()
-                    running[pool[slot].run.remote(item)] = (index, item, attempts + 1, slot)
+                    running[pool[slot].run.remote(worker, item)] = (index, item, attempts + 1, slot)
                 if not running:
                     break
                 (ref,), _ = ray.wait(list(running), num_returns=1)
@@ -174,7 +182,7 @@ class RayExecutor:
                     warn(f"{worker.name}: a Ray worker was lost; item {index} runs again ({type(exc).__name__})")
                     self.retried += 1
                     ray.kill(pool[slot])
-                    pool[slot] = self._actor(worker, slot)
+                    pool[slot] = self._actor(slot)
                     again.append((index, item, attempts))
                 except RayTaskError as exc:
                     cause = exc.cause
@@ -183,15 +191,15 @@ class RayExecutor:
                 while due in done:
                     yield done.pop(due)
                     due += 1
+            finished = True
         finally:
-            for actor in pool:
-                ray.kill(actor)
-            self.pids = []
+            if not finished:
+                self._stop_workers()
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         key = (fn, args)
         if key not in self._answers:
-            self._answers[key] = ray.get(_call.options(num_gpus=self.settings.gpus_per_worker).remote(fn, *args))
+            self._answers[key] = ray.get(self._workers()[0].call.remote(fn, *args))
         return self._answers[key]
 
     def facts(self) -> dict:
@@ -210,5 +218,7 @@ class RayExecutor:
         }
 
     def close(self) -> None:
+        if ray.is_initialized():
+            self._stop_workers()
         if self.started and ray.is_initialized():
             ray.shutdown()

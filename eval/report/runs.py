@@ -12,6 +12,8 @@ from cascade.core.errors import CascadeError
 from cascade.eval.textfiles import reading
 
 DEFAULT_SUITE = "default"
+CROSS_VALIDATED, STRICT = "cross-validated", "strict"  # the two training protocols a row's numbers come from
+TRAIN_REF = '"train:'  # a stage parameter naming a trained model, as config.json spells it
 
 
 @dataclass
@@ -63,12 +65,22 @@ class RunInfo:
         ]
 
     @property
+    def protocol(self) -> str | None:
+        """How its trained models learnt, shown beside its numbers: `cross-validated` (the `cv` suite: the test
+        queries train the models, never the one that scores them) or `strict` (a `train:` model, which learns from
+        other queries only); None when nothing in the run is trained."""
+        if self.manifest.get("protocol") == CROSS_VALIDATED:
+            return CROSS_VALIDATED
+        return STRICT if TRAIN_REF in json.dumps(self.config.get("pipeline") or []) else None
+
+    @property
     def summary(self) -> dict:
-        """Figures a suite reports besides per-query measures (e.g. the mean over ReSTTest buckets, or why a stage
-        could not read instructions): shown as they are, with no test, since they have no per-query values. The
-        stages' figures come from the manifest's `summary`, the only place of the wall-clock ones (a stage's
-        latency, build time), so metrics.json stays the same on every rerun; then metrics.json's."""
-        out: dict = {}
+        """The training protocol (when anything is trained), then figures a suite reports besides per-query measures
+        (e.g. the mean over ReSTTest buckets, or why a stage could not read instructions): shown as they are, with
+        no test, since they have no per-query values. The stages' figures come from the manifest's `summary`, the
+        only place of the wall-clock ones (a stage's latency, build time), so metrics.json stays the same on every
+        rerun; then metrics.json's."""
+        out: dict = {"protocol": self.protocol} if self.protocol else {}
         for value in (self.manifest.get("summary"), self.metrics.get("summary")):
             out.update(value if isinstance(value, dict) else {})
         return out

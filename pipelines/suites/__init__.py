@@ -41,7 +41,17 @@ from cascade.rankers.pool import NotApplicable
 # the modules whose protocol classes fill PROTOCOLS when they are defined
 MODULES = (retrieval, negation, instructions, extrapolation, restrain, crossval)
 
-__all__ = ["PROTOCOLS", "MODULES", "Outcome", "Protocol", "SuiteConfig", "load_pipelines", "load_suite", "run_suite"]
+__all__ = [
+    "PROTOCOLS",
+    "MODULES",
+    "Outcome",
+    "Protocol",
+    "SuiteConfig",
+    "TaskError",
+    "load_pipelines",
+    "load_suite",
+    "run_suite",
+]
 
 
 class SuiteConfig(BaseModel):

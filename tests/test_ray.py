@@ -1,0 +1,243 @@
+"""The Ray executor (issue 13) on real Ray: a local instance started once for this module, a two-node cluster on
+127.0.0.1 started and stopped here, and a worker killed mid-job. Results must equal the local executor's byte for
+byte: vectors, run files."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import ray
+from conftest import run_cascade
+
+from cascade.core.executor import ExecutorSettings, LocalExecutor, WorkerSpec
+from cascade.core.ray_executor import RayExecutor
+from cascade.eval.datasets import load_dataset
+from cascade.indexes.dense import text_encoder
+from cascade.indexes.models import resolve_model
+
+RAY = Path(sys.executable).parent / "ray"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> str:
+    """A local Ray instance with 2 CPUs for the module; CLI runs join it by its address."""
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def random_head(tmp_path_factory) -> Path:
+    """MiniLM with a seeded, untrained one-output head: a real cross-encoder."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("random-head")
+    torch.manual_seed(7)
+    base = resolve_model("minilm-l6")
+    AutoModelForSequenceClassification.from_pretrained(base, num_labels=1).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(base).save_pretrained(folder)
+    return folder
+
+
+DENSE = """name: ray-dense
+dataset: sample
+measures: [nDCG@10]
+pipeline:
+  - dense: {{k: 30, max_length: 64, batch_size: 16, shard_size: 60}}
+  - dense_rerank: {{k: 20, max_length: 64, batch_size: 8}}
+  - cross_encoder: {{model: "{head}", k: 10, max_length: 96, batch_size: 4}}
+"""
+SPARSE = """name: ray-sparse
+dataset: sample
+measures: [nDCG@10]
+pipeline:
+  - sparse: {encoder: splade-tiny, index: exact, k: 50, shard_size: 80, max_length: 64}
+"""
+
+
+def configs(folder: Path, head: Path) -> list[Path]:
+    (folder / "dense.yaml").write_text(DENSE.format(head=head))
+    (folder / "sparse.yaml").write_text(SPARSE)
+    return [folder / "dense.yaml", folder / "sparse.yaml"]
+
+
+def artifact_bytes(cache: Path) -> dict[str, bytes]:
+    """Every file of the corpus embeddings and sparse vectors, by kind and name (cards differ: they hold times)."""
+    out = {}
+    for kind in ("dense-embeddings", "sparse_vectors"):
+        for path in sorted((cache / kind).glob("*/*")):
+            if path.name != "card.json":
+                out[f"{kind}/{path.parent.name}/{path.name}"] = path.read_bytes()
+    return out
+
+
+@pytest.fixture(scope="module")
+def local_runs(tmp_path_factory, random_head):
+    folder = tmp_path_factory.mktemp("local")
+    paths = configs(folder, random_head)
+    done = run_cascade("run", *paths, "--cache", folder / "cache", "--out", folder / "runs", "-q")
+    assert done.returncode == 0, done.stderr
+    return folder
+
+
+def test_ray_encodes_and_reranks_the_sample_exactly_as_the_local_executor(tmp_path, cluster, local_runs, random_head):
+    paths = configs(tmp_path, random_head)
+    done = run_cascade(
+        "run", *paths, "--cache", tmp_path / "cache", "--out", tmp_path / "runs", "-q",
+        "--executor", "ray", "--ray-address", cluster, "--executor-batch-size", "24",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for name in ("ray-dense", "ray-sparse"):
+        ours = (tmp_path / "runs" / name / "run.trec").read_bytes()
+        assert ours == (local_runs / "runs" / name / "run.trec").read_bytes(), name
+    ray_artifacts, local_artifacts = artifact_bytes(tmp_path / "cache"), artifact_bytes(local_runs / "cache")
+    assert sorted(ray_artifacts) == sorted(local_artifacts) and len(ray_artifacts) == 8  # same content addresses
+    assert ray_artifacts == local_artifacts
+    manifest = json.loads((tmp_path / "runs" / "ray-dense" / "manifest.json").read_text())
+    assert manifest["executor"]["kind"] == "ray" and manifest["executor"]["workers"] == 2
+    workers = manifest["stages"][0]["stats"]["embeddings"]["shard_workers"]
+    assert len(workers) == 6 and all(w.startswith(("w0@", "w1@")) for w in workers)
+    local = json.loads((local_runs / "runs" / "ray-dense" / "manifest.json").read_text())
+    assert local["executor"] == {"kind": "local"}
+
+
+def test_a_worker_killed_mid_job_is_replaced_and_the_result_is_unchanged(cluster):
+    texts = [d["text"] for d in load_dataset("sample").corpus.docs()][:160]
+    items = [texts[i : i + 16] for i in range(0, len(texts), 16)]
+    worker = WorkerSpec("dense", text_encoder, (resolve_model("minilm-l6"), "cpu", "auto", 8, 64, "float32"))
+    expected = [result for result, _ in LocalExecutor().map(worker, items)]
+    executor = RayExecutor(ExecutorSettings("ray", workers=2))
+    results = executor.map(worker, items)
+    got = [next(results)[0]]
+    for pid in executor.pids:  # one worker is busy with an item now; the other waits for its next one
+        os.kill(pid, signal.SIGKILL)
+    got += [result for result, _ in results]
+    assert executor.retried >= 1
+    assert len(got) == len(expected)
+    assert all(np.array_equal(a, b) and a.tobytes() == b.tobytes() for a, b in zip(got, expected, strict=True))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_two_node_cluster_on_loopback_encodes_the_same_vectors(tmp_path, local_runs, random_head):
+    # Ray's token authentication is turned off for this loopback test cluster only (RAY_AUTH_MODE=disabled): the
+    # processes are this test's own, on 127.0.0.1. A real cluster keeps its own setting.
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    port = free_port()
+    node = ["--num-cpus=1", "--node-ip-address=127.0.0.1", "--disable-usage-stats", "--block"]
+    head = subprocess.Popen(
+        [RAY, "start", "--head", f"--port={port}", "--include-dashboard=false", *node],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    second = None
+    try:
+        wait_for_nodes(port, 1, head, env)
+        second = subprocess.Popen(
+            [RAY, "start", f"--address=127.0.0.1:{port}", *node],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for_nodes(port, 2, second, env)
+        config = configs(tmp_path, random_head)[0]
+        done = run_cascade(
+            "run", config, "--cache", tmp_path / "cache", "--out", tmp_path / "runs", "-q",
+            "--executor", "ray", "--ray-address", f"127.0.0.1:{port}",
+            env={"RAY_AUTH_MODE": "disabled"},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    finally:
+        for proc in (second, head):  # `ray start --block` stops the processes it started on SIGTERM
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=120)
+        current = Path("/tmp/ray/ray_current_cluster")  # `ray start --head` left its address there: ours, gone
+        if current.is_file() and current.read_text().strip().endswith(f":{port}"):
+            current.unlink()
+    manifest = json.loads((tmp_path / "runs" / "ray-dense" / "manifest.json").read_text())
+    assert manifest["executor"]["nodes"] == 2
+    workers = manifest["stages"][0]["stats"]["embeddings"]["shard_workers"]
+    assert len({w.split("@")[1] for w in workers}) == 2  # both nodes encoded shards
+    ours = {k: v for k, v in artifact_bytes(tmp_path / "cache").items() if k.startswith("dense")}
+    assert ours == {k: v for k, v in artifact_bytes(local_runs / "cache").items() if k.startswith("dense")}
+    assert (tmp_path / "runs/ray-dense/run.trec").read_bytes() == (local_runs / "runs/ray-dense/run.trec").read_bytes()
+
+
+def wait_for_nodes(port: int, count: int, proc: subprocess.Popen, env: dict) -> None:
+    """Until `ray status` lists `count` active nodes (a condition, polled; the bound only stops a broken start)."""
+    for _ in range(240):
+        assert proc.poll() is None, "ray start exited"
+        status = subprocess.run(
+            [RAY, "status", f"--address=127.0.0.1:{port}"], env=env, capture_output=True, text=True, timeout=60
+        )
+        active = status.stdout.split("Active:", 1)[-1].split("Pending:", 1)[0]
+        if status.returncode == 0 and active.count("node_") >= count:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the loopback cluster did not reach {count} nodes")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--executor", "spark"], "--executor: unknown executor 'spark'; choose one of local, ray"),
+        (["--executor", "ray", "--workers", "-1"], "--workers: must be at least 1, not -1"),
+        (["--executor", "ray", "--workers", "0"], "--workers: must be at least 1, not 0"),
+        (["--ray-address", "127.0.0.1:1"], "--ray-address: given with --executor local; add --executor ray"),
+        (["--executor", "ray", "--ray-address", "nowhere"], "--ray-address: 'nowhere' is not host:port (or auto)"),
+    ],
+)
+def test_bad_executor_options_are_one_line_before_any_work(tmp_path, args, message):
+    done = run_cascade("run", "configs/sample/bm25.yaml", "--out", tmp_path / "o", "--cache", tmp_path / "c", *args)
+    assert done.returncode == 2
+    assert done.stderr == f"cascade: error: {message}\n"
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_address_that_does_not_answer_is_one_line_without_a_hang(tmp_path):
+    port = free_port()  # nothing listens there now
+    done = run_cascade(
+        "run", "configs/sample/bm25.yaml", "--out", tmp_path / "o", "--cache", tmp_path / "c",
+        "--executor", "ray", "--ray-address", f"127.0.0.1:{port}", "--ray-timeout", "3",
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"cascade: error: --ray-address: the Ray head at 127.0.0.1:{port} did not answer")
+    assert done.stderr.count("\n") == 1
+
+
+def test_more_gpus_than_the_cluster_has_says_what_was_asked_and_what_exists(tmp_path, cluster):
+    done = run_cascade(
+        "run", "configs/sample/bm25.yaml", "--out", tmp_path / "o", "--cache", tmp_path / "c",
+        "--executor", "ray", "--ray-address", cluster, "--workers", "2", "--gpus-per-worker", "1",
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr == (
+        "cascade: error: --gpus-per-worker: asked for 2 GPUs (2 workers x 1), and the Ray cluster has 0\n"
+    )
+
+
+def test_ray_not_installed_names_the_install_command(tmp_path):
+    shadow = tmp_path / "shadow" / "ray"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('No module named ray')\n")
+    done = run_cascade(
+        "run", "configs/sample/bm25.yaml", "--out", tmp_path / "o", "--cache", tmp_path / "c", "--executor", "ray",
+        env={"PYTHONPATH": str(tmp_path / "shadow")},
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr == (
+        "cascade: error: --executor ray: Ray is not installed; install it with: pip install 'cascade-ir[ray]'\n"
+    )
