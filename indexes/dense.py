@@ -130,13 +130,17 @@ def shared_encoder(resolved: str, device: str, precision: str) -> Encoder:
 
 
 def text_encoder(
-    resolved: str, device: str, precision: str, batch_size: int, max_length: int, dtype: str = "float32"
+    resolved: str, device: str, precision: str, batch_size: int, max_length: int, threads: int, dtype: str = "float32"
 ) -> Callable[[list[str]], np.ndarray]:
     """A worker's function (`cascade.core.executor.WorkerSpec`): texts -> vectors. `device` is resolved where the
-    worker runs (`auto`: its GPU if it has one)."""
+    worker runs (`auto`: its GPU if it has one); torch runs on the run's `threads` (`cascade.core.executor.threads`
+    says why)."""
+    import torch
+
     encoder = shared_encoder(resolved, pick_device(device), precision)
 
     def encode_texts(texts: list[str]) -> np.ndarray:
+        torch.set_num_threads(threads)
         return encode(encoder, texts, batch_size=batch_size, max_length=max_length).astype(dtype)
 
     return encode_texts

@@ -194,12 +194,16 @@ def score_pairs(
 
 
 def pair_scorer(
-    resolved: str, device: str, precision: str, batch_size: int, max_length: int
+    resolved: str, device: str, precision: str, batch_size: int, max_length: int, threads: int
 ) -> Callable[[tuple[list[str], list[str]]], np.ndarray]:
-    """A worker's function (`cascade.core.executor.WorkerSpec`): (first segments, passages) -> scores."""
+    """A worker's function (`cascade.core.executor.WorkerSpec`): (first segments, passages) -> scores, on the
+    run's `threads`, as a local run scores them."""
+    import torch
+
     scorer = _cached_scorer(resolved, pick_device(device), precision)
 
     def score(pairs: tuple[list[str], list[str]]) -> np.ndarray:
+        torch.set_num_threads(max(1, threads))
         return score_pairs(scorer, pairs[0], pairs[1], batch_size=batch_size, max_length=max_length)
 
     return score
@@ -289,7 +293,7 @@ class CrossEncoder(Stage):
         instructions = head["instruction"].tolist() if "instruction" in head else None
         first = pair_segments(head["query"].tolist(), instructions, tokenizer.sep_token, tokenizer, p.max_length)
         worker = WorkerSpec(
-            self.name, pair_scorer, (self.resolved(), p.device, p.precision, p.batch_size, p.max_length)
+            self.name, pair_scorer, (self.resolved(), p.device, p.precision, p.batch_size, p.max_length, ctx.threads)
         )
         second = list(texts.texts(head["docno"].astype(str)))
         return score_spread(

@@ -70,11 +70,12 @@ class _EncoderStage(Stage):
         p = self.params
         return shared_encoder(resolve_model(p.model, where=f"{self.name}.model"), pick_device(p.device), p.precision)
 
-    def worker(self, dtype: str = "float32") -> WorkerSpec:
+    def worker(self, ctx: Context, dtype: str = "float32") -> WorkerSpec:
         """What the executor's workers run: this stage's model on texts (`auto` device resolved on the worker)."""
         p = self.params
         resolved = resolve_model(p.model, where=f"{self.name}.model")
-        return WorkerSpec(self.name, text_encoder, (resolved, p.device, p.precision, p.batch_size, p.max_length, dtype))
+        args = (resolved, p.device, p.precision, p.batch_size, p.max_length, ctx.threads, dtype)
+        return WorkerSpec(self.name, text_encoder, args)
 
     def cache_parts(self, ctx: Context) -> dict:
         """The model's content, and where and in what precision it runs (`auto` resolves per machine)."""
@@ -146,7 +147,7 @@ class Dense(_EncoderStage):
         shards = ctx.store.root / "shards" / "dense-embeddings" / key
 
         def build(tmp: Path) -> dict:
-            kind = ShardKind("dense", self.worker("float16"), write_embeddings)
+            kind = ShardKind("dense", self.worker(ctx, "float16"), write_embeddings)
             total = docstore(ctx, self.name).size
             report = encode_in_shards(
                 shards,
@@ -235,7 +236,7 @@ class DenseRerank(_EncoderStage):
         if ctx.executor.distributed:
             dim = encoder.model.config.hidden_size
             dvecs = encode_spread(
-                ctx.executor, self.worker(), encoder.tokenizer, texts, batch_size=p.batch_size,
+                ctx.executor, self.worker(ctx), encoder.tokenizer, texts, batch_size=p.batch_size,
                 max_length=p.max_length, dim=dim,
             )  # fmt: skip
         else:

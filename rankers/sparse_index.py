@@ -50,11 +50,14 @@ def sparse_identity(name: str, device: str, precision: str) -> dict:
     return sparse_encoder(name, device, precision).identity()
 
 
-def sparse_text_encoder(name: str, device: str, precision: str, max_length: int, batch_size: int):
-    """A worker's function (`cascade.core.executor.WorkerSpec`): texts -> sparse vectors."""
+def sparse_text_encoder(name: str, device: str, precision: str, max_length: int, batch_size: int, threads: int):
+    """A worker's function (`cascade.core.executor.WorkerSpec`): texts -> sparse vectors, on the run's `threads`."""
+    import torch
+
     encoder = sparse_encoder(name, device, precision)
 
     def encode_texts(texts: list[str]) -> sparse_vectors.SparseVectors:
+        torch.set_num_threads(threads)
         return encode(encoder, texts, max_length=max_length, batch_size=batch_size)
 
     return encode_texts
@@ -90,7 +93,7 @@ def corpus_vectors(params: SparseParams, ctx: Context) -> tuple[Path, str]:
 
     def build(tmp: Path) -> dict:
         p = params
-        args = (p.encoder, p.device, p.precision, p.max_length, p.batch_size)
+        args = (p.encoder, p.device, p.precision, p.max_length, p.batch_size, ctx.threads)
         worker = WorkerSpec("sparse", sparse_text_encoder, args)
         kind = ShardKind("sparse", worker, sparse_vectors.write_shard)
         total = docstore(ctx, "sparse").size

@@ -1,6 +1,6 @@
 """The Ray executor (issue 13) on real Ray: a local instance started once for this module, a two-node cluster on
-127.0.0.1 started and stopped here, and a worker killed mid-job. Results must equal the local executor's byte for
-byte: vectors, run files."""
+127.0.0.1 started and stopped here, and a worker killed mid-job. In fp32 on CPU, results must equal the local
+executor's byte for byte: vectors, run files (workers compute on the run's thread count, as the local run does)."""
 
 from __future__ import annotations
 
@@ -54,15 +54,15 @@ DENSE = """name: ray-dense
 dataset: sample
 measures: [nDCG@10]
 pipeline:
-  - dense: {{k: 30, max_length: 64, batch_size: 16, shard_size: 60}}
-  - dense_rerank: {{k: 20, max_length: 64, batch_size: 8}}
-  - cross_encoder: {{model: "{head}", k: 10, max_length: 96, batch_size: 4}}
+  - dense: {{k: 30, max_length: 64, batch_size: 16, shard_size: 60, precision: fp32}}
+  - dense_rerank: {{k: 20, max_length: 64, batch_size: 8, precision: fp32}}
+  - cross_encoder: {{model: "{head}", k: 10, max_length: 96, batch_size: 4, precision: fp32}}
 """
 SPARSE = """name: ray-sparse
 dataset: sample
 measures: [nDCG@10]
 pipeline:
-  - sparse: {encoder: splade-tiny, index: exact, k: 50, shard_size: 80, max_length: 64}
+  - sparse: {encoder: splade-tiny, index: exact, k: 50, shard_size: 80, max_length: 64, precision: fp32}
 """
 
 
@@ -115,7 +115,7 @@ def test_ray_encodes_and_reranks_the_sample_exactly_as_the_local_executor(tmp_pa
 def test_a_worker_killed_mid_job_is_replaced_and_the_result_is_unchanged(cluster):
     texts = [d["text"] for d in load_dataset("sample").corpus.docs()][:160]
     items = [texts[i : i + 16] for i in range(0, len(texts), 16)]
-    worker = WorkerSpec("dense", text_encoder, (resolve_model("minilm-l6"), "cpu", "auto", 8, 64, "float32"))
+    worker = WorkerSpec("dense", text_encoder, (resolve_model("minilm-l6"), "cpu", "auto", 8, 64, 2, "float32"))
     expected = [result for result, _ in LocalExecutor().map(worker, items)]
     executor = RayExecutor(ExecutorSettings("ray", workers=2))
     results = executor.map(worker, items)
