@@ -102,7 +102,7 @@ def test_ray_encodes_and_reranks_the_sample_exactly_as_the_local_executor(tmp_pa
         ours = (tmp_path / "runs" / name / "run.trec").read_bytes()
         assert ours == (local_runs / "runs" / name / "run.trec").read_bytes(), name
     ray_artifacts, local_artifacts = artifact_bytes(tmp_path / "cache"), artifact_bytes(local_runs / "cache")
-    assert sorted(ray_artifacts) == sorted(local_artifacts) and len(ray_artifacts) == 8  # same content addresses
+    assert sorted(ray_artifacts) == sorted(local_artifacts) and len(ray_artifacts) == 6  # same content addresses
     assert ray_artifacts == local_artifacts
     manifest = json.loads((tmp_path / "runs" / "ray-dense" / "manifest.json").read_text())
     assert manifest["executor"]["kind"] == "ray" and manifest["executor"]["workers"] == 2

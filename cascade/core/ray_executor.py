@@ -16,6 +16,7 @@ the output stays the same.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -137,8 +138,11 @@ class RayExecutor:
         return self.pool
 
     def _stop_workers(self) -> None:
+        """Kill the workers, and with them any remote work still running (after an error or Ctrl-C, Ray itself may
+        be going down: what cannot be killed any more is gone already)."""
         for actor in self.pool:
-            ray.kill(actor)
+            with contextlib.suppress(Exception):  # best effort on the way out
+                ray.kill(actor)
         self.pool, self.pids = [], []
 
     def map(self, worker: WorkerSpec, items: Iterable[Any]) -> Iterator[tuple[Any, str]]:
