@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from cascade.core.errors import CascadeError
@@ -114,7 +114,7 @@ class LocalExecutor:
         pass
 
 
-def open_executor(settings: ExecutorSettings | None = None, progress: bool = False) -> Executor:
+def open_executor(settings: ExecutorSettings | None = None) -> Executor:
     """The executor the settings name; Ray is imported only when it is chosen."""
     settings = settings or ExecutorSettings()
     if settings.kind == "local":
@@ -127,8 +127,4 @@ def open_executor(settings: ExecutorSettings | None = None, progress: bool = Fal
         ) from None
     from cascade.core.ray_executor import RayExecutor
 
-    return RayExecutor(settings, progress=progress)
-
-
-def settings_facts(settings: ExecutorSettings) -> dict:
-    return {k: v for k, v in asdict(settings).items() if v is not None}
+    return RayExecutor(settings)

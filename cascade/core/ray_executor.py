@@ -75,7 +75,7 @@ def check_reachable(address: str, timeout: float) -> None:
 class RayExecutor:
     distributed = True
 
-    def __init__(self, settings: ExecutorSettings, progress: bool = False) -> None:
+    def __init__(self, settings: ExecutorSettings) -> None:
         self.settings = settings
         self.started = False
         self.retried = 0
