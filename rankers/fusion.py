@@ -73,7 +73,7 @@ class TuneParams(BaseModel):
 class FusionParams(Params):
     inputs: list[list[dict[str, Any]]] = Field(..., min_length=2, description="sub-pipelines whose runs are fused")
     depth: int = Field(1000, gt=0, description="how many documents of each input run take part")
-    weights: list[float] | Literal["tune"] | None = Field(
+    weights: list[float] | None = Field(
         None, description="one weight per input (default: all 1), or `tune`: chosen on the `tune` dev set"
     )
     tune: TuneParams | None = Field(None, description="the dev set `weights: tune` chooses the weights on")
@@ -86,17 +86,25 @@ class FusionParams(Params):
             return [item.spec() if isinstance(item, Stage) else item for item in value]
         return value
 
-    @field_validator("weights", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _list_or_tune(cls, value: Any) -> Any:
-        if isinstance(value, str) and value != TUNE:
-            raise ValueError(f"a list of weights, one per input, or '{TUNE}'; not {value!r}")
-        return value
+    def _tuned(cls, data: Any) -> Any:
+        """`weights: tune` is kept as the presence of `tune` (the dev set), so `weights` stays a list of numbers
+        and its errors keep their plain keys; each needs the other."""
+        if not isinstance(data, dict):
+            return data
+        if data.get("weights") == TUNE:
+            if data.get("tune") is None:
+                raise ValueError("weights: tune needs a dev set to choose them on: add tune: {dataset: NAME}")
+            return {**data, "weights": None}
+        if data.get("tune") is not None:
+            raise ValueError("tune: a dev set is read only with weights: tune")
+        return data
 
     @field_validator("weights")
     @classmethod
-    def _positive(cls, value: list[float] | str | None, info: ValidationInfo) -> list[float] | str | None:
-        if value is None or value == TUNE:
+    def _positive(cls, value: list[float] | None, info: ValidationInfo) -> list[float] | None:
+        if value is None:
             return value
         if any(w < 0 for w in value):
             raise ValueError("weights must be >= 0")
@@ -106,12 +114,7 @@ class FusionParams(Params):
         return value
 
     @model_validator(mode="after")
-    def _dev_set(self) -> FusionParams:
-        """`weights: tune` needs a dev set, and a dev set is only for tuning."""
-        if self.weights == TUNE and self.tune is None:
-            raise ValueError("weights: tune needs a dev set to choose them on: add tune: {dataset: NAME}")
-        if self.tune is not None and self.weights != TUNE:
-            raise ValueError("tune: a dev set is read only with weights: tune")
+    def _grid_size(self) -> FusionParams:
         if self.tune is not None and len(weight_grid(len(self.inputs), self.tune.step)) > MAX_GRID:
             raise ValueError(f"tune.step: {self.tune.step} over {len(self.inputs)} inputs is over {MAX_GRID} points")
         return self
@@ -146,8 +149,18 @@ class Fusion(Stage):
             }
         return parts
 
+    def get_params(self) -> dict:
+        """`weights: tune` with its dev set as written; untuned stages without `tune` (their specs and hashes as
+        before tuning existed)."""
+        params = super().get_params()
+        if params.get("tune") is None:
+            params.pop("tune", None)
+        else:
+            params["weights"] = TUNE
+        return params
+
     def weights(self) -> list[float]:
-        if self.params.weights == TUNE:
+        if self.params.tune is not None:
             raise CascadeError(f"{self.name}.weights: tune chooses the weights when the stage runs")
         weights = self.params.weights or [1.0] * len(self.params.inputs)
         if len(weights) != len(self.params.inputs):
@@ -155,7 +168,7 @@ class Fusion(Stage):
         return weights
 
     def apply(self, inp: pd.DataFrame, ctx: Context, inputs: list[pd.DataFrame]) -> Output:
-        if self.params.weights != TUNE:
+        if self.params.tune is None:
             return Output(self.fuse(inputs))
         weights, stats = self.tuned(inp, ctx)
         return Output(self.fuse(inputs, weights), stats)

@@ -28,6 +28,7 @@ from cascade.rankers.dense import rerank_merge, split_top_k
 from cascade.rankers.lucene import lucene_index
 
 LEXICAL = "lexical"
+ZSCORE = "z:"  # `z:<stage>`: the stage's score standardised within each query (mean 0, std 1; 0 when all equal)
 FEATURES_VERSION = 2  # 2: the extended lexical set (positions, five BM25s, language models)
 
 
@@ -40,8 +41,30 @@ def feature_names(features: list[str]) -> list[str]:
     """Column names of the feature matrix, lexical expanded."""
     names = []
     for feature in features:
-        names += [f"lexical:{f}" for f in FEATURES] if feature == LEXICAL else [f"{SCORE_PREFIX}{feature}"]
+        if feature == LEXICAL:
+            names += [f"lexical:{f}" for f in FEATURES]
+        elif feature.startswith(ZSCORE):
+            names.append(f"zscore:{stage_of(feature)}")
+        else:
+            names.append(f"{SCORE_PREFIX}{feature}")
     return names
+
+
+def stage_of(feature: str) -> str:
+    """The stage whose score a feature reads: `dense_rerank` and `z:dense_rerank` both read dense_rerank's.
+    A raw score's scale drifts from query to query (BM25 grows with query length); trees split on absolute
+    values, so the standardised score is what generalises across queries when the training queries are few."""
+    return feature.removeprefix(ZSCORE)
+
+
+def stage_score(frame: pd.DataFrame, feature: str) -> np.ndarray:
+    """One stage-score column: the carried score, or standardised within each query for `z:<stage>`."""
+    score = frame[f"{SCORE_PREFIX}{stage_of(feature)}"].astype("float64")
+    if not feature.startswith(ZSCORE):
+        return score.to_numpy()
+    grouped = score.groupby(frame["qid"].to_numpy())
+    std = grouped.transform("std", ddof=0).replace(0.0, np.nan)
+    return ((score - grouped.transform("mean")) / std).fillna(0.0).to_numpy()
 
 
 def feature_matrix(
@@ -51,18 +74,13 @@ def feature_matrix(
     `columns` (names from `feature_names`, in that order) when given: what a stored model was trained on."""
     available = sorted(c.removeprefix(SCORE_PREFIX) for c in frame.columns if c.startswith(SCORE_PREFIX))
     for feature in features:
-        if feature != LEXICAL and f"{SCORE_PREFIX}{feature}" not in frame.columns:
+        if feature != LEXICAL and f"{SCORE_PREFIX}{stage_of(feature)}" not in frame.columns:
             upstream = ", ".join(available) or "none"
             raise CascadeError(
                 f"feature '{feature}' is not provided by any upstream stage (upstream: {upstream})",
                 where="ltr.features",
             )
-    blocks = [
-        lexical_features(frame, ctx)
-        if f == LEXICAL
-        else frame[f"{SCORE_PREFIX}{f}"].to_numpy(dtype=np.float64)[:, None]
-        for f in features
-    ]
+    blocks = [lexical_features(frame, ctx) if f == LEXICAL else stage_score(frame, f)[:, None] for f in features]
     matrix = np.hstack(blocks) if blocks else np.zeros((len(frame), 0))
     if columns is None:
         return matrix
@@ -135,7 +153,9 @@ class LTR(Stage):
         except (CascadeError, OSError, ValueError):
             return []  # an unreadable model is reported where it is read
         features = data.get("features") if isinstance(data, dict) else None
-        return [f for f in features if isinstance(f, str) and f != LEXICAL] if isinstance(features, list) else []
+        if not isinstance(features, list):
+            return []
+        return list(dict.fromkeys(stage_of(f) for f in features if isinstance(f, str) and f != LEXICAL))
 
     def cache_parts(self, ctx: Context) -> dict:
         parts = super().cache_parts(ctx)

@@ -143,6 +143,16 @@ CASES = [
         "  - rrf: {inputs: [[bm25: {k: 10}]]}", r"bad\.yaml:5: pipeline\[0\]\.rrf\.inputs: .*at least 2", "fusion-one"
     ),
     run_case(
+        "  - combsum: {inputs: [[bm25: {k: 10}], [rm3: {k: 10}]], weights: tune}",
+        r"bad\.yaml:5: pipeline\[0\]\.combsum: weights: tune needs a dev set",
+        "fusion-tune-without-dev-set",
+    ),
+    run_case(
+        "  - rrf: {inputs: [[bm25: {k: 10}], [rm3: {k: 10}]], weights: tune, tune: {dataset: sample}}",
+        r"bad\.yaml:5: pipeline\[0\]\.rrf\.tune: 99 dev queries are queries being ranked .*refused",
+        "fusion-tune-on-evaluated-queries",
+    ),
+    run_case(
         "  - rrf: {inputs: [[bm25: {k: 10}], [dense_rerank: {model: minilm-l6}]]}",
         r"bad\.yaml:5: pipeline\[0\]\.rrf\.inputs\[1\]\[0\]\.dense_rerank: reranks an upstream run",
         "fusion-input-reranker-first",
@@ -319,6 +329,21 @@ CASES = [
         "suite-duplicate-key", "suite: s\nsuite: t\ntasks:\n  - own: {}\n", r"suite\.yaml:2: .*duplicate key 'suite'"
     ),
     suite_case("suite-unknown-kind", "suite: s\ntasks:\n  - bogus: {}\n", r"suite\.yaml:3: tasks\[0\]\.bogus: unknown"),
+    suite_case(
+        "suite-cv-one-fold",
+        "suite: s\ntasks:\n  - cv: {folds: 1}\n",
+        r"suite\.yaml:3: tasks\[0\]\.cv\.folds: Input should be greater than or equal to 2",
+    ),
+    suite_case(
+        "suite-cv-more-folds-than-queries",
+        "suite: s\ntasks:\n  - cv: {folds: 500}\n",
+        r"suite\.yaml:3: tasks\[0\]\.cv\.folds: 500 folds for 99 queries \(sample\): at most one fold per query",
+    ),
+    suite_case(
+        "suite-cv-unknown-feature",
+        "suite: s\ntasks:\n  - cv: {features: [bm25, dense]}\n",
+        r"suite\.yaml:3: tasks\[0\]\.cv\.features\[1\]: feature 'dense' is not provided by any stage of good",
+    ),
     suite_case(
         "suite-int-as-float", "suite: s\ntasks:\n  - restrain: {k: 2.0}\n", r"suite\.yaml:3: tasks\[0\]\.restrain\.k: "
     ),

@@ -92,11 +92,11 @@ def test_the_leaderboard_labels_each_row_with_its_protocol(cv_run: Path, cache_d
     for config in (strict, PIPELINE):
         run_config(load_config(config), config, root / "plain", cache_dir=cache_dir, progress=False)
     runs = {(run.suite, run.name): run for run in collect_runs(root)}
-    assert runs["sample-cv", "sample-bm25"].protocol == "cross-validated"
+    assert runs["sample-cv", "sample-bm25-ltr-cv"].protocol == "cross-validated"
     assert runs["default", "sample-bm25-ltr"].protocol == "strict" and runs["default", "sample-bm25"].protocol is None
     text = leaderboard_markdown(build_board(list(runs.values()), ReportOptions()))
     cv_row = next(line for line in text.splitlines() if "cross-validated: 3 folds over sample" in line)
-    assert cv_row.startswith("| sample-bm25 |")
+    assert cv_row.startswith("| sample-bm25-ltr-cv |")
     header = next(line for line in text.splitlines() if line.startswith("| pipeline") and "protocol" in line)
     assert header
     assert any(line.startswith("| sample-bm25-ltr |") and "| strict |" in line for line in text.splitlines())
@@ -110,6 +110,56 @@ def test_a_rerun_writes_the_same_run_and_finds_every_model(cv_run: Path, cache_d
         assert (again.folder / name).read_bytes() == (cv_run / name).read_bytes()
     stages = json.loads((again.folder / "manifest.json").read_text())["stages"]
     assert all(stage["cached"] for stage in stages)
+
+
+def test_verify_reruns_a_cv_figure_through_the_suite(cv_run: Path, cache_dir: Path, tmp_path: Path, cascade) -> None:
+    """A `kind: suite` regression config checks the cv figure (its `pool` names the pipelines pooled with it)."""
+    value = json.loads((cv_run / "metrics.json").read_text())["measures"]["nDCG@10"]
+    check = tmp_path / "cv-check.yaml"
+    check.write_text(
+        f"kind: suite\nname: sample-cv-bm25\nsuite: {SUITE}\ntask: cv\npipeline: {PIPELINE}\npool: []\n"
+        f"expected:\n  tolerance: 1.0e-4\n  why: the sample's cv run\n  measures: {{nDCG@10: {value:.6f}}}\n"
+    )
+    result = cascade("verify", check, "--cache", cache_dir, "--threads", "2", "-q")
+    assert result.returncode == 0, result.stderr
+    assert "1 OK, 0 OKISH, 0 FAIL" in result.stdout
+    missing = check.read_text().replace("pool: []", "pool: [nowhere.yaml]")
+    check.write_text(missing)
+    assert_clean_failure(cascade("verify", check, "-q"), r"cv-check\.yaml:6: pool\[0\]: no such file: nowhere\.yaml")
+
+
+def test_pipelines_with_one_short_name_are_one_pool(tmp_path: Path, cache_dir: Path) -> None:
+    """As dl19-X and dl20-X: a second dataset (40 of the sample's queries under new ids, as a BEIR folder) pooled
+    with the sample; one assignment over both, and no model learns from a query of its own fold in either."""
+    sample_dir = ROOT / "eval" / "datasets" / "sample"
+    other = tmp_path / "other"
+    (other / "qrels").mkdir(parents=True)
+    (other / "corpus.jsonl").write_bytes((sample_dir / "corpus.jsonl").read_bytes())
+    lines = (sample_dir / "queries.jsonl").read_text().splitlines()[:40]
+    (other / "queries.jsonl").write_text("\n".join(line.replace('"_id": "q', '"_id": "x') for line in lines) + "\n")
+    kept = {f"q{i:02d}" for i in range(1, 41)}
+    qrels = (sample_dir / "qrels" / "test.tsv").read_text().splitlines()
+    rows = [qrels[0]] + ["x" + row[1:] for row in qrels[1:] if row.split("\t")[0] in kept]
+    (other / "qrels" / "test.tsv").write_text("\n".join(rows) + "\n")
+    second = tmp_path / "bm25.yaml"  # its short name is its name, `bm25`: sample-bm25's short name too
+    second.write_text(
+        PIPELINE.read_text()
+        .replace("name: sample-bm25", "name: bm25")
+        .replace("dataset: sample", f"dataset: {{path: {other}}}")
+    )
+    session = Context(store=ArtifactStore(cache_dir), threads=2, progress=False)
+    outcomes = run_suite(SUITE, [PIPELINE, second], tmp_path / "runs", session)
+    assert [o.folder is not None for o in outcomes] == [True, True]
+    manifests = [json.loads((o.folder / "manifest.json").read_text()) for o in outcomes]
+    assert manifests[0]["cv"]["assignment"] == manifests[1]["cv"]["assignment"]
+    assignment = manifests[0]["cv"]["assignment"]
+    assert set(assignment) == {"sample", str(other)} and len(assignment[str(other)]) == 40
+    for card in manifests[0]["cv"]["models"]:
+        learnt = {(k, q) for part in ("train_queries", "dev_queries") for k, qs in card[part].items() for q in qs}
+        held_out = {(k, q) for k, folds in assignment.items() for q, f in folds.items() if f == card["fold"]}
+        assert not learnt & held_out and {k for k, _ in learnt} == set(assignment)
+    for outcome, key in zip(outcomes, ["sample", str(other)], strict=True):
+        assert set(read_run(outcome.folder)["qid"]) == set(assignment[key])
 
 
 def test_the_fold_assignment_is_seeded() -> None:

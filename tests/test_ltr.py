@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from cascade.core.errors import CascadeError
@@ -120,3 +121,14 @@ def test_training_config_errors_name_file_line_and_key(tmp_path, change, pattern
     config.write_text(text.replace(*change))
     with pytest.raises(CascadeError, match=pattern):
         ensure_trained(config, Context(ArtifactStore(tmp_path / "cache"), data_dir=None, threads=2, progress=False))
+
+
+def test_a_standardised_stage_score_is_per_query(candidates):
+    """`z:bm25` is BM25's score standardised within each query: mean 0 and std 1 per query, the same order."""
+    frame, ctx = candidates
+    matrix = feature_matrix(frame, ["bm25", "z:bm25"], ctx)
+    per_query = pd.DataFrame({"qid": frame["qid"], "raw": matrix[:, 0], "z": matrix[:, 1]}).groupby("qid")
+    assert np.allclose(per_query["z"].mean(), 0.0) and np.allclose(per_query["z"].std(ddof=0), 1.0)
+    assert (per_query.apply(lambda g: g["raw"].corr(g["z"], method="spearman")) > 0.999).all()
+    with pytest.raises(CascadeError, match=r"ltr\.features: feature 'z:dense' is not provided by any upstream stage"):
+        feature_matrix(frame, ["z:dense"], ctx)

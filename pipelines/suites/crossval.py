@@ -39,7 +39,7 @@ from cascade.pipelines.train.ltr import LightGBMParams, carried_names, fit_lambd
 from cascade.rankers.base import SCORE_PREFIX, Stage
 from cascade.rankers.dense import split_top_k
 from cascade.rankers.engine import Executed, execute
-from cascade.rankers.ltr import LEXICAL, FoldLTR, feature_matrix
+from cascade.rankers.ltr import LEXICAL, FoldLTR, feature_matrix, stage_of
 
 CV_MODELS = "cv-models"  # artifact kind of the per-fold models
 CV_VERSION = 1
@@ -52,10 +52,15 @@ class CVSpec(Strict):
     folds: int = Field(5, ge=2, description="folds; each query is scored by the model trained on the others")
     seed: int = Field(42, ge=0, le=2**32 - 1, description="fold assignment, dev split and LightGBM")
     features: list[str] | None = Field(
-        None, min_length=1, description="stage names and `lexical`; default: every stage's score and `lexical`"
+        None,
+        min_length=1,
+        description="stage names (`z:<stage>`: standardised per query) and `lexical`; default: every stage's score "
+        "and `lexical`",
     )
     k: int = Field(100, gt=0, description="the top k of the chain's run are reranked (and trained on)")
-    dev_fraction: float = Field(0.2, gt=0, lt=1, description="of each fold's training queries, for early stopping")
+    dev_fraction: float = Field(
+        0.2, ge=0, lt=1, description="of each fold's training queries, for early stopping; 0: all `n_estimators`"
+    )
     lightgbm: LightGBMParams = Field(default_factory=LightGBMParams)
 
 
@@ -123,6 +128,11 @@ class CrossValidated(Protocol):
     def label(self, ref: PipelineRef) -> str:
         return dataset_key(ref.config)
 
+    def pipeline_name(self, ref: PipelineRef) -> str:
+        """The chain's name with what the folds add: `dl19-official-bm25-signals-ltr-cv`, never mistaken for the
+        chain run alone."""
+        return f"{ref.config.name}-ltr-cv"
+
     def members(self, ref: PipelineRef) -> list[PipelineRef]:
         """The pipelines pooled with `ref`: those with its short name (itself alone outside a suite)."""
         group = pipeline_label(ref.config)
@@ -136,7 +146,7 @@ class CrossValidated(Protocol):
         for ref in refs:
             provided = carried_names([next(iter(item)) for item in upstream(ref.config).pipeline])
             for index, feature in enumerate(self.spec.features or []):
-                if feature != LEXICAL and feature not in provided:
+                if feature != LEXICAL and stage_of(feature) not in provided:
                     raise TaskError(
                         ("features", index),
                         f"feature '{feature}' is not provided by any stage of {ref.config.name} "
@@ -214,13 +224,15 @@ class CrossValidated(Protocol):
         frame = pd.concat(frames, ignore_index=True)
         matrix = np.vstack(matrices)
         units = list(dict.fromkeys(frame["unit"]))
-        n_dev = max(1, int(round(spec.dev_fraction * len(units))))
+        n_dev = int(round(spec.dev_fraction * len(units)))
+        if spec.dev_fraction > 0:
+            n_dev = max(1, n_dev)
         if len(units) - n_dev < 2:
             raise CascadeError(
                 f"fold {fold}: {len(units)} training queries with a relevant candidate are too few; use fewer folds",
                 where="cv.folds",
             )
-        train, dev = split_dev(units, n_dev, spec.seed + fold, key="cv.dev_fraction")
+        train, dev = split_dev(units, n_dev, spec.seed + fold, key="cv.dev_fraction") if n_dev else (units, [])
 
         def part(chosen: list[str]) -> tuple[np.ndarray, np.ndarray, list[int]]:
             mask = frame["unit"].isin(set(chosen)).to_numpy()
@@ -240,7 +252,8 @@ class CrossValidated(Protocol):
         }
 
         def build(tmp: Path) -> dict:
-            fitted = fit_lambdamart(part(train), part(dev), spec.lightgbm, spec.seed, session.threads, features)
+            held = part(dev) if dev else None
+            fitted = fit_lambdamart(part(train), held, spec.lightgbm, spec.seed, session.threads, features)
             fitted.save(tmp, features)
             curve = fitted.curve
             return {
@@ -274,8 +287,9 @@ class CrossValidated(Protocol):
             warn(note, where=where)
         aggregate, perquery = evaluate(done.frame, dataset.qrels, parse_measures(config.measures))
         pooled = " + ".join(m.key for m in pool.members)
+        name = self.pipeline_name(member.ref)
         metrics = {
-            "name": config.name,
+            "name": name,
             "dataset": dataset.name,
             "qrels": dataset.qrels_name,
             "queries": int(perquery["qid"].nunique()),
@@ -298,8 +312,9 @@ class CrossValidated(Protocol):
                 "feature_importance_gain": dict(sorted(gains.items(), key=lambda kv: -kv[1])),
             },
         }
-        files: dict = {"run.trec": format_run(done.frame, tag=config.name[:64]), "perquery.tsv": perquery_tsv(perquery)}
-        return Artifacts(config, member.ref.path, dataset, done, member.ctx, started, metrics, files, extra)
+        files: dict = {"run.trec": format_run(done.frame, tag=name[:64]), "perquery.tsv": perquery_tsv(perquery)}
+        named = config.model_copy(update={"name": name})
+        return Artifacts(named, member.ref.path, dataset, done, member.ctx, started, metrics, files, extra)
 
 
 def by_dataset(units: list[str]) -> dict[str, list[str]]:

@@ -39,7 +39,7 @@ from cascade.pipelines.train.data import (
 )
 from cascade.pipelines.train.registry import Trainer, config_tree, key_locator, register
 from cascade.rankers import STAGES
-from cascade.rankers.ltr import LEXICAL, feature_matrix, feature_names
+from cascade.rankers.ltr import LEXICAL, feature_matrix, feature_names, stage_of
 
 
 class _Strict(BaseModel):
@@ -82,7 +82,7 @@ def parse(data: dict, path: Path) -> LTRTrainConfig:
         validate(STAGES[name].Params, item[name] or {}, path, root, ("candidates", index, name))
     provided = carried_names([next(iter(item)) for item in config.candidates])
     for index, feature in enumerate(config.features):
-        if feature != LEXICAL and feature not in provided:
+        if feature != LEXICAL and stage_of(feature) not in provided:
             message = f"feature '{feature}' is not provided by any candidate stage (candidates: {', '.join(provided)})"
             raise error_at(path, root, ("features", index), message)
     return config
@@ -137,9 +137,11 @@ class Fitted:
         return {n: round(float(v), 4) for n, v in zip(self.columns, gain, strict=True)}
 
 
-def fit_lambdamart(train: Part, dev: Part, p: LightGBMParams, seed: int, threads: int, features: list[str]) -> Fitted:
-    """LightGBM LambdaMART on `train`, early-stopped on `dev`'s nDCG@10; deterministic for one seed (the strict
-    trainer and the `cv` suite's per-fold models both fit through here)."""
+def fit_lambdamart(
+    train: Part, dev: Part | None, p: LightGBMParams, seed: int, threads: int, features: list[str]
+) -> Fitted:
+    """LightGBM LambdaMART on `train`, early-stopped on `dev`'s nDCG@10 (all `n_estimators` rounds without a dev
+    part); deterministic for one seed (the strict trainer and the `cv` suite's per-fold models fit through here)."""
     import lightgbm
 
     ranker = lightgbm.LGBMRanker(
@@ -157,16 +159,17 @@ def fit_lambdamart(train: Part, dev: Part, p: LightGBMParams, seed: int, threads
     )
     log: dict = {}
     columns = feature_names(features)
+    evaluation: dict = {}
+    if dev is not None:
+        callbacks = [lightgbm.early_stopping(p.early_stopping_rounds, verbose=False), lightgbm.record_evaluation(log)]
+        evaluation = {"eval_X": (dev[0],), "eval_y": (dev[1],), "eval_group": [dev[2]], "eval_at": [10]}
+        evaluation["callbacks"] = callbacks
     ranker.fit(
         train[0],
         train[1],
         group=train[2],
-        eval_X=(dev[0],),
-        eval_y=(dev[1],),
-        eval_group=[dev[2]],
-        eval_at=[10],
         feature_name=[n.replace(":", "_") for n in columns],
-        callbacks=[lightgbm.early_stopping(p.early_stopping_rounds, verbose=False), lightgbm.record_evaluation(log)],
+        **evaluation,
     )
     kept = ranker.best_iteration_ or None
     curve = log.get("valid_0", {}).get("ndcg@10", [])
