@@ -1,39 +1,80 @@
-"""The Ray executor (issue 13) on real Ray: a local instance started once for this module, a two-node cluster on
-127.0.0.1 started and stopped here, and a worker killed mid-job. In fp32 on CPU, results must equal the local
-executor's byte for byte: vectors, run files (workers compute on the run's thread count, as the local run does)."""
+"""The Ray executor (issue 13) on real Ray: a local instance (2 CPUs) started once for this module, a two-node
+cluster on 127.0.0.1 started and stopped here, and a worker killed mid-job. Ray never runs inside the pytest
+process: the clusters are `ray start --block` processes and the driver is a `cascade run` or a child Python, so
+Ray's threads and signal handlers cannot reach the tests that run after these (a full run once segfaulted after
+an in-process `ray.init`). In fp32 on CPU, results must equal the local executor's byte for byte: vectors, run
+files (workers compute on the run's thread count, as the local run does)."""
 
 from __future__ import annotations
 
 import json
-import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-import ray
 from conftest import run_cascade
 
-from cascade.core.executor import ExecutorSettings, LocalExecutor, WorkerSpec
-from cascade.core.ray_executor import RayExecutor
-from cascade.eval.datasets import load_dataset
-from cascade.indexes.dense import text_encoder
 from cascade.indexes.models import resolve_model
 
 RAY = Path(sys.executable).parent / "ray"
+# Ray's token authentication is turned off for this module's loopback test clusters only (RAY_AUTH_MODE=disabled):
+# the processes are the tests' own, on 127.0.0.1. A real cluster keeps its own setting.
+LOOPBACK = {"RAY_AUTH_MODE": "disabled"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_node(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [RAY, "start", "--node-ip-address=127.0.0.1", "--disable-usage-stats", "--block", *args],
+        env={**os.environ, **LOOPBACK}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def stop_nodes(port: int, *procs: subprocess.Popen | None) -> None:
+    for proc in procs:  # `ray start --block` stops the processes it started on SIGTERM
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=120)
+    current = Path("/tmp/ray/ray_current_cluster")  # `ray start --head` left its address there: ours, gone
+    if current.is_file() and current.read_text().strip().endswith(f":{port}"):
+        current.unlink()
+
+
+def wait_for_nodes(port: int, count: int, proc: subprocess.Popen) -> None:
+    """Until `ray status` lists `count` active nodes (a condition, polled; the bound only stops a broken start)."""
+    for _ in range(240):
+        assert proc.poll() is None, "ray start exited"
+        status = subprocess.run(
+            [RAY, "status", f"--address=127.0.0.1:{port}"], env={**os.environ, **LOOPBACK},
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        active = status.stdout.split("Active:", 1)[-1].split("Pending:", 1)[0]
+        if status.returncode == 0 and active.count("node_") >= count:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the loopback cluster did not reach {count} nodes")
 
 
 @pytest.fixture(scope="module")
 def cluster() -> str:
-    """A local Ray instance with 2 CPUs for the module; CLI runs join it by its address."""
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
+    """A one-node Ray instance with 2 CPUs for the module; CLI runs join it by its address."""
+    port = free_port()
+    head = start_node("--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false")
+    try:
+        wait_for_nodes(port, 1, head)
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop_nodes(port, head)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +136,7 @@ def test_ray_encodes_and_reranks_the_sample_exactly_as_the_local_executor(tmp_pa
     paths = configs(tmp_path, random_head)
     done = run_cascade(
         "run", *paths, "--cache", tmp_path / "cache", "--out", tmp_path / "runs", "-q",
-        "--executor", "ray", "--ray-address", cluster, "--executor-batch-size", "24",
+        "--executor", "ray", "--ray-address", cluster, "--executor-batch-size", "24", env=LOOPBACK,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     for name in ("ray-dense", "ray-sparse"):
@@ -112,61 +153,58 @@ def test_ray_encodes_and_reranks_the_sample_exactly_as_the_local_executor(tmp_pa
     assert local["executor"] == {"kind": "local"}
 
 
+KILL_A_WORKER = """
+import json, os, signal, sys
+import numpy as np
+from cascade.core.executor import ExecutorSettings, LocalExecutor, WorkerSpec
+from cascade.core.ray_executor import RayExecutor
+from cascade.eval.datasets import load_dataset
+from cascade.indexes.dense import text_encoder
+from cascade.indexes.models import resolve_model
+
+texts = [d["text"] for d in load_dataset("sample").corpus.docs()][:160]
+items = [texts[i : i + 16] for i in range(0, len(texts), 16)]
+worker = WorkerSpec("dense", text_encoder, (resolve_model("minilm-l6"), "cpu", "auto", 8, 64, 2, "float32"))
+expected = [result for result, _ in LocalExecutor().map(worker, items)]
+executor = RayExecutor(ExecutorSettings("ray", address=sys.argv[1], workers=2))
+results = executor.map(worker, items)
+got = [next(results)[0]]
+for pid in executor.pids:  # one worker is busy with an item now; the other waits for its next one
+    os.kill(pid, signal.SIGKILL)
+got += [result for result, _ in results]
+same = len(got) == len(expected) and all(a.tobytes() == b.tobytes() for a, b in zip(got, expected))
+print("OUTCOME " + json.dumps({"retried": executor.retried, "items": len(got), "identical": same}))
+"""
+
+
 def test_a_worker_killed_mid_job_is_replaced_and_the_result_is_unchanged(cluster):
-    texts = [d["text"] for d in load_dataset("sample").corpus.docs()][:160]
-    items = [texts[i : i + 16] for i in range(0, len(texts), 16)]
-    worker = WorkerSpec("dense", text_encoder, (resolve_model("minilm-l6"), "cpu", "auto", 8, 64, 2, "float32"))
-    expected = [result for result, _ in LocalExecutor().map(worker, items)]
-    executor = RayExecutor(ExecutorSettings("ray", workers=2))
-    results = executor.map(worker, items)
-    got = [next(results)[0]]
-    for pid in executor.pids:  # one worker is busy with an item now; the other waits for its next one
-        os.kill(pid, signal.SIGKILL)
-    got += [result for result, _ in results]
-    assert executor.retried >= 1
-    assert len(got) == len(expected)
-    assert all(np.array_equal(a, b) and a.tobytes() == b.tobytes() for a, b in zip(got, expected, strict=True))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(KILL_A_WORKER), cluster],
+        env={**os.environ, **LOOPBACK}, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    (line,) = [x for x in done.stdout.splitlines() if x.startswith("OUTCOME ")]  # Ray may print lines of its own
+    outcome = json.loads(line.removeprefix("OUTCOME "))
+    assert outcome["retried"] >= 1 and outcome["items"] == 10
+    assert outcome["identical"]
 
 
 def test_a_two_node_cluster_on_loopback_encodes_the_same_vectors(tmp_path, local_runs, random_head):
-    # Ray's token authentication is turned off for this loopback test cluster only (RAY_AUTH_MODE=disabled): the
-    # processes are this test's own, on 127.0.0.1. A real cluster keeps its own setting.
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     port = free_port()
-    node = ["--num-cpus=1", "--node-ip-address=127.0.0.1", "--disable-usage-stats", "--block"]
-    head = subprocess.Popen(
-        [RAY, "start", "--head", f"--port={port}", "--include-dashboard=false", *node],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    head = start_node("--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false")
     second = None
     try:
-        wait_for_nodes(port, 1, head, env)
-        second = subprocess.Popen(
-            [RAY, "start", f"--address=127.0.0.1:{port}", *node],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_for_nodes(port, 2, second, env)
+        wait_for_nodes(port, 1, head)
+        second = start_node(f"--address=127.0.0.1:{port}", "--num-cpus=1")
+        wait_for_nodes(port, 2, second)
         config = configs(tmp_path, random_head)[0]
         done = run_cascade(
             "run", config, "--cache", tmp_path / "cache", "--out", tmp_path / "runs", "-q",
-            "--executor", "ray", "--ray-address", f"127.0.0.1:{port}",
-            env={"RAY_AUTH_MODE": "disabled"},
+            "--executor", "ray", "--ray-address", f"127.0.0.1:{port}", env=LOOPBACK,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
     finally:
-        for proc in (second, head):  # `ray start --block` stops the processes it started on SIGTERM
-            if proc is not None:
-                proc.terminate()
-                proc.wait(timeout=120)
-        current = Path("/tmp/ray/ray_current_cluster")  # `ray start --head` left its address there: ours, gone
-        if current.is_file() and current.read_text().strip().endswith(f":{port}"):
-            current.unlink()
+        stop_nodes(port, second, head)
     manifest = json.loads((tmp_path / "runs" / "ray-dense" / "manifest.json").read_text())
     assert manifest["executor"]["nodes"] == 2
     workers = manifest["stages"][0]["stats"]["embeddings"]["shard_workers"]
@@ -174,20 +212,6 @@ def test_a_two_node_cluster_on_loopback_encodes_the_same_vectors(tmp_path, local
     ours = {k: v for k, v in artifact_bytes(tmp_path / "cache").items() if k.startswith("dense")}
     assert ours == {k: v for k, v in artifact_bytes(local_runs / "cache").items() if k.startswith("dense")}
     assert (tmp_path / "runs/ray-dense/run.trec").read_bytes() == (local_runs / "runs/ray-dense/run.trec").read_bytes()
-
-
-def wait_for_nodes(port: int, count: int, proc: subprocess.Popen, env: dict) -> None:
-    """Until `ray status` lists `count` active nodes (a condition, polled; the bound only stops a broken start)."""
-    for _ in range(240):
-        assert proc.poll() is None, "ray start exited"
-        status = subprocess.run(
-            [RAY, "status", f"--address=127.0.0.1:{port}"], env=env, capture_output=True, text=True, timeout=60
-        )
-        active = status.stdout.split("Active:", 1)[-1].split("Pending:", 1)[0]
-        if status.returncode == 0 and active.count("node_") >= count:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"the loopback cluster did not reach {count} nodes")
 
 
 @pytest.mark.parametrize(
@@ -221,7 +245,7 @@ def test_an_address_that_does_not_answer_is_one_line_without_a_hang(tmp_path):
 def test_more_gpus_than_the_cluster_has_says_what_was_asked_and_what_exists(tmp_path, cluster):
     done = run_cascade(
         "run", "configs/sample/bm25.yaml", "--out", tmp_path / "o", "--cache", tmp_path / "c",
-        "--executor", "ray", "--ray-address", cluster, "--workers", "2", "--gpus-per-worker", "1",
+        "--executor", "ray", "--ray-address", cluster, "--workers", "2", "--gpus-per-worker", "1", env=LOOPBACK,
     )  # fmt: skip
     assert done.returncode == 2
     assert done.stderr == (
