@@ -92,3 +92,19 @@ def wait_for(marker: Path, proc: subprocess.Popen, limit: float = 300.0) -> None
         assert waited < limit, "the paused build was never reached"
         time.sleep(0.05)
         waited += 0.05
+
+
+@pytest.fixture(scope="session")
+def random_head(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MiniLM with a seeded, untrained one-output head: a real cross-encoder whose order differs from BM25's."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from cascade.indexes.models import resolve_model
+
+    folder = tmp_path_factory.mktemp("random-head")
+    torch.manual_seed(7)
+    base = resolve_model("minilm-l6")
+    AutoModelForSequenceClassification.from_pretrained(base, num_labels=1).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(base).save_pretrained(folder)
+    return folder

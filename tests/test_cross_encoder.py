@@ -12,7 +12,6 @@ import yaml
 from cascade.core.errors import CascadeError
 from cascade.core.store import ArtifactStore
 from cascade.eval.datasets import doc_text, load_dataset
-from cascade.indexes.models import resolve_model
 from cascade.pipelines.config import load_config
 from cascade.pipelines.runner import run_config
 from cascade.pipelines.train import ensure_trained
@@ -28,20 +27,6 @@ TINY = ROOT / "configs" / "train" / "cross-encoder-tiny.yaml"
 @pytest.fixture(scope="module")
 def sample():
     return load_dataset("sample")
-
-
-@pytest.fixture(scope="module")
-def random_head(tmp_path_factory) -> Path:
-    """MiniLM with a seeded, untrained one-output head: a real cross-encoder whose order differs from BM25's."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    folder = tmp_path_factory.mktemp("random-head")
-    torch.manual_seed(7)
-    base = resolve_model("minilm-l6")
-    AutoModelForSequenceClassification.from_pretrained(base, num_labels=1).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(base).save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,6 @@ from pathlib import Path
 import pytest
 from conftest import run_cascade
 
-from cascade.indexes.models import resolve_model
-
 RAY = Path(sys.executable).parent / "ray"
 # Ray's token authentication is turned off for this module's loopback test clusters only (RAY_AUTH_MODE=disabled):
 # the processes are the tests' own, on 127.0.0.1. A real cluster keeps its own setting.
@@ -75,20 +73,6 @@ def cluster() -> str:
         yield f"127.0.0.1:{port}"
     finally:
         stop_nodes(port, head)
-
-
-@pytest.fixture(scope="module")
-def random_head(tmp_path_factory) -> Path:
-    """MiniLM with a seeded, untrained one-output head: a real cross-encoder."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    folder = tmp_path_factory.mktemp("random-head")
-    torch.manual_seed(7)
-    base = resolve_model("minilm-l6")
-    AutoModelForSequenceClassification.from_pretrained(base, num_labels=1).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(base).save_pretrained(folder)
-    return folder
 
 
 DENSE = """name: ray-dense
