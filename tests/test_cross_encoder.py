@@ -17,7 +17,7 @@ from cascade.pipelines.runner import run_config
 from cascade.pipelines.train import ensure_trained
 from cascade.pipelines.train.data import epoch_order, split_dev
 from cascade.rankers import BM25, Context, CrossEncoder
-from cascade.rankers.base import with_queries
+from cascade.rankers.base import build_pipeline, with_queries
 from cascade.rankers.cross_encoder import load_scorer, pair_segments, score_pairs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -201,3 +201,64 @@ def test_overlapping_training_config_is_exit_2_through_the_cli(cascade, tmp_path
     result = cascade("train", "cross-encoder", config, "--cache", tmp_path / "cache", "-q")
     assert_clean_failure(result, r"bad\.yaml:\d+: train\.dataset: \d+ training queries are test queries of 'sample'")
     assert not (tmp_path / "cache" / "models").exists()
+
+
+def test_negatives_from_dense_join_bm25_negatives_interleaved_by_rank(sample, cache_dir):
+    """Issue 15: hard negatives from the union of BM25's and a dense first stage's top N, never a relevant passage."""
+    from cascade.pipelines.train.data import DataSpec, build_training_data
+
+    env = Context(ArtifactStore(cache_dir), data_dir=None, threads=2, progress=False)
+    base = DataSpec(dataset="sample", relevant_label=2, dev_queries=6, negatives_depth=4, dev_depth=8)
+    union = base.model_copy(update={"negatives_from": [{"dense": {"model": "minilm-l6"}}]})
+    plain = build_training_data(base, [], env, 42, "[SEP]", str)
+    mixed = build_training_data(union, [], env, 42, "[SEP]", str)
+    assert plain.dev_candidates.equals(mixed.dev_candidates)  # the same dev split, ranked by BM25 alone
+    before_by_q = {g.qid: g for g in plain.groups}
+    # a query whose BM25 top N held no negative now has the dense stage's
+    assert set(before_by_q) < {g.qid for g in mixed.groups}
+
+    queries = sample.queries[sample.queries["qid"].isin({g.qid for g in mixed.groups})]
+    ctx = Context(store=ArtifactStore(cache_dir), corpus=sample.corpus, progress=False, threads=2)
+    dense = build_pipeline([{"dense": {"model": "minilm-l6", "k": 4}}]).transform(queries, ctx)
+    bm25 = BM25(k1=0.9, b=0.4, k=8).transform(queries, ctx)
+    texts = {d["docno"]: doc_text(d) for d in sample.corpus.docs()}
+    judged = sample.qrels.set_index(["qid", "docno"])["label"].to_dict()
+    grew = 0
+    for after in mixed.groups:
+        before = before_by_q.get(after.qid)
+        if before is None:
+            assert mixed.counts["skipped_without_negatives"] < plain.counts["skipped_without_negatives"]
+            continue
+        assert after.positives == before.positives
+        assert set(before.negatives) <= set(after.negatives) and len(set(after.negatives)) == len(after.negatives)
+        expected = [texts[d] for d in dense[dense["qid"] == after.qid].sort_values("rank")["docno"]
+                    if judged.get((after.qid, d), 0) <= 0]
+        assert set(expected) <= set(after.negatives)  # every non-relevant dense top-4 passage is a negative
+        # interleaved by rank: each passage at its best rank in either source's top 4
+        best = {}
+        for run in (bm25, dense):
+            for row in run[(run["qid"] == after.qid) & (run["rank"] <= 4)].itertuples():
+                best[texts[row.docno]] = min(best.get(texts[row.docno], 99), row.rank)
+        assert [best[t] for t in after.negatives] == sorted(best[t] for t in after.negatives)
+        grew += len(after.negatives) > len(before.negatives)
+    assert grew > 0  # the dense stage found negatives BM25's top 4 did not
+
+
+@pytest.mark.parametrize(
+    ("item", "pattern"),
+    [
+        ({"cross_encoder": {"model": "minilm-l6"}}, r"negatives_from.*reranks an upstream run"),
+        ({"no_such_stage": {}}, r"negatives_from.*unknown stage 'no_such_stage'"),
+        ({"dense": {"nope": 1}}, r"negatives_from.*item 0"),
+    ],
+)
+def test_bad_negatives_from_is_refused_when_the_config_is_read(tmp_path, item, pattern):
+    from cascade.pipelines.train import read_training_config
+
+    data = yaml.safe_load(TINY.read_text())
+    data["train"]["negatives_from"] = [item]
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(CascadeError, match=pattern) as error:
+        read_training_config(config)
+    assert str(config) in str(error.value) and len(str(error.value).splitlines()) == 1

@@ -5,6 +5,8 @@ Where it comes from (never from test queries; `refuse_overlap` checks ids and te
   MS MARCO dev-small queries over the 30k-passage corpus;
 - BM25 hard negatives: cascade's own `bm25` stage over the same corpus, keeping the top-ranked passages that are
   not judged relevant (unjudged or label 0; a passage judged below `relevant_label` but above 0 is neither);
+- optionally more first stages' negatives (`negatives_from`, e.g. MiniLM and splade-tiny), interleaved with
+  BM25's by rank: negatives that a dense or sparse first stage ranks high, not only lexical look-alikes;
 - optionally text triples (`query \\t positive \\t negative`), whose own negative comes first among BM25 ones.
 
 Everything is ordered by the dataset and a seed: the same config gives the same groups, split and batches.
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cascade.core.digest import file_digest, frame_digest
 from cascade.core.env import Context
@@ -27,6 +29,7 @@ from cascade.core.paths import resolve_path
 from cascade.eval.datasets import load_dataset
 from cascade.eval.textfiles import open_text, reading
 from cascade.indexes.docstore import open_docstore
+from cascade.rankers.base import build_pipeline
 from cascade.rankers.cross_encoder import pair_segments
 from cascade.rankers.engine import execute
 from cascade.rankers.lucene import BM25
@@ -57,8 +60,19 @@ class DataSpec(ExcludedQueries):
     max_queries: int | None = Field(None, gt=0, description="cap on training queries (after the dev split)")
     triples: str | None = Field(None, description="TSV of text triples; 'data:' prefix = relative to the data dir")
     negatives_depth: int = Field(30, gt=0, description="hard negatives come from the BM25 top-N")
+    negatives_from: list[dict] = Field(
+        default_factory=list,
+        description="more first stages (pipeline items, e.g. {dense: {model: minilm-l6}}) whose top-N non-relevant "
+        "passages join BM25's as hard negatives",
+    )
     dev_depth: int = Field(20, gt=0, description="dev metrics rerank the BM25 top-N of each dev query")
     bm25: dict = Field(default_factory=lambda: {"k1": 0.9, "b": 0.4})
+
+    @model_validator(mode="after")
+    def _first_stages(self) -> DataSpec:
+        """A bad `negatives_from` item is refused when the config is read, before any training work."""
+        negative_stages(self.negatives_from, self.negatives_depth)
+        return self
 
 
 def without_excluded(queries: pd.DataFrame, exclude: list[str], where: str) -> pd.DataFrame:
@@ -180,6 +194,42 @@ def bm25_candidates(queries: pd.DataFrame, dataset, spec: DataSpec, env, depth: 
     return run_candidates([stage], queries, training_context(dataset, env, seed))
 
 
+def negative_stages(items: list[dict], depth: int) -> list:
+    """The `negatives_from` first stages, each cut at `depth`; a reranking stage or bad parameters are refused."""
+    stages = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or len(item) != 1:
+            raise ValueError(f"item {index}: map one stage name to its parameters, e.g. {{dense: {{k: 30}}}}")
+        ((name, params),) = item.items()
+        try:
+            stage = build_pipeline([{name: {**(params or {}), "k": depth}}]).stages[0]
+        except (CascadeError, TypeError, ValueError) as exc:
+            raise ValueError(f"item {index}: {str(exc).splitlines()[0]}") from None
+        if stage.reranks:
+            raise ValueError(f"item {index}: '{name}' reranks an upstream run; name a first stage (e.g. dense, sparse)")
+        stages.append(stage)
+    return stages
+
+
+def mined_negatives(queries: pd.DataFrame, dataset, spec: DataSpec, env, seed: int) -> pd.DataFrame:
+    """Each `negatives_from` stage's top `negatives_depth` (qid, docno, rank): one run per stage, cached like any
+    pipeline stage, so a dense or SPLADE negative is what that stage would rank there at test time."""
+    ctx = training_context(dataset, env, seed)
+    runs = [
+        run_candidates([stage], queries, ctx)[["qid", "docno", "rank"]]
+        for stage in negative_stages(spec.negatives_from, spec.negatives_depth)
+    ]
+    return pd.concat(runs, ignore_index=True)
+
+
+def union_by_rank(frames: list[pd.DataFrame]) -> dict[str, list[str]]:
+    """qid -> docnos of several runs interleaved by rank (every run's rank 1, then rank 2, ...), each docno once.
+    Ties in rank keep the runs' order, so BM25 (listed first) leads and the union is deterministic."""
+    joined = pd.concat([f.assign(_source=i) for i, f in enumerate(frames)], ignore_index=True)
+    joined = joined.sort_values(["qid", "rank", "_source"], kind="stable").drop_duplicates(["qid", "docno"])
+    return joined.groupby("qid", sort=False)["docno"].agg(list).to_dict()
+
+
 def checked_sources(spec: DataSpec, tests: list[str], data_dir: Path | None, where: Callable[[str], str]):
     """(dataset, triples or None), once no training query is a test query."""
     dataset = load_dataset(spec.dataset, data_dir)
@@ -221,7 +271,13 @@ def build_training_data(
     run = run.merge(labels, on=["qid", "docno"], how="left", sort=False)
     run["_label"] = run["_label"].fillna(0)
     negatives = run[(run["rank"] <= spec.negatives_depth) & (run["_label"] <= 0)]
-    neg_by_q = negatives.groupby("qid", sort=False)["docno"].agg(list).to_dict()
+    if spec.negatives_from:
+        mined = mined_negatives(search, dataset, spec, env, seed)
+        mined = mined.merge(labels, on=["qid", "docno"], how="left", sort=False)
+        mined = mined[mined["_label"].fillna(0) <= 0]
+        neg_by_q = union_by_rank([negatives[["qid", "docno", "rank"]], mined[["qid", "docno", "rank"]]])
+    else:
+        neg_by_q = negatives.groupby("qid", sort=False)["docno"].agg(list).to_dict()
     pos_by_q = positives.groupby("qid", sort=False)["docno"].agg(list).to_dict()
     texts = store.texts
     firsts = dict(zip(selected["qid"], first_segment(selected, sep), strict=True))
