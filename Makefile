@@ -78,6 +78,11 @@ SUITE_PIPELINES ?= $(addprefix configs/msmarco/dl19-,bm25.yaml bm25-rm3.yaml den
 INSTRUCTION_PIPELINES ?= $(filter-out %-dense-rerank.yaml,$(SUITE_PIPELINES))
 SAMPLE_PIPELINES := configs/sample/bm25.yaml configs/sample/bm25-rm3.yaml configs/sample/dense.yaml \
 	configs/sample/bm25-dense-rerank.yaml configs/sample/bm25-ltr.yaml
+# The cross-validated protocol (issue 15): one LambdaMART per fold over DL19+DL20's judged queries together.
+CV_PIPELINES := configs/msmarco/dl19-official-bm25-signals.yaml configs/msmarco/dl20-official-bm25-signals.yaml
+# DL19 and DL20 pooled (97 queries), every pipeline also tested against the MiniLM rerank (issue 15's statistics);
+# the reference glob matches pooled runs only, so the per-year sections stay as they are.
+POOLS := --pool 'msmarco-passage/dl19+msmarco-passage/dl20' --reference 'dl19+dl20-*bm25-dense-rerank'
 BASELINES := --baseline '*-bm25' --baseline '*-official-bm25-run' --baseline bm25 --baseline sample-bm25
 SUITE := $(BIN)/cascade suite -q
 leaderboard: install
@@ -90,9 +95,10 @@ leaderboard: install
 	  $(SUITE) configs/suites/negation.yaml $(addprefix -p ,$(SUITE_PIPELINES)) --out $(RUNS)/real && \
 	  $(SUITE) configs/suites/instruction.yaml $(addprefix -p ,$(INSTRUCTION_PIPELINES)) --out $(RUNS)/real && \
 	  $(SUITE) configs/suites/extrapolation.yaml $(addprefix -p ,$(REAL_CONFIGS)) --out $(RUNS)/real && \
-	  $(BIN)/cascade leaderboard $(RUNS)/real $(BASELINES) --readme README.md > /dev/null; \
+	  $(SUITE) configs/suites/cv.yaml $(addprefix -p ,$(CV_PIPELINES)) --out $(RUNS)/real && \
+	  $(BIN)/cascade leaderboard $(RUNS)/real $(BASELINES) $(POOLS) --readme README.md > /dev/null; \
 	else echo "no data dir (CASCADE_DATA): the README's real-data leaderboard is left as it is"; fi
-	$(BIN)/cascade leaderboard $(RUNS) $(BASELINES) --html $(RUNS)/site
+	$(BIN)/cascade leaderboard $(RUNS) $(BASELINES) $(if $(CASCADE_DATA),$(POOLS)) --html $(RUNS)/site
 
 clean:
 	rm -rf .cascade $(RUNS) bench/out .pytest_cache .ruff_cache

@@ -61,11 +61,20 @@ SEED_MAX = 2**32 - 1  # numpy's seeds are unsigned 32-bit
 
 
 def _report_options(
-    baselines: list[str], measures: list[str] | None, correction: str, missing: str, seed: int, **kw: bool
+    baselines: list[str],
+    measures: list[str] | None,
+    correction: str,
+    missing: str,
+    seed: int,
+    *,
+    pools: list[str] | None = None,
+    references: list[str] | None = None,
+    **kw: bool,
 ) -> ReportOptions:
     """Options checked up front, so a bad choice is a one-line error before any work."""
     from cascade.eval.align import MISSING_CHOICES
     from cascade.eval.report import ReportOptions
+    from cascade.eval.report.pool import parse_pools
     from cascade.eval.stats import CORRECTIONS, StatsConfig
 
     if correction not in CORRECTIONS:
@@ -75,7 +84,8 @@ def _report_options(
     if not 0 <= seed <= SEED_MAX:
         raise CascadeError(f"--seed must be between 0 and {SEED_MAX}, not {seed}")
     stats = StatsConfig(seed=seed, correction=correction)
-    return ReportOptions(tuple(baselines), missing, stats, tuple(measures or ()), **kw)
+    extra = {"pools": parse_pools(pools or []), "references": tuple(references or ())}
+    return ReportOptions(tuple(baselines), missing, stats, tuple(measures or ()), **kw, **extra)
 
 
 def leaderboard(
@@ -93,11 +103,25 @@ def leaderboard(
     readme: Annotated[
         Path | None, typer.Option(help="Also put the tables between the leaderboard markers of this file.")
     ] = None,
+    pool: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Datasets A+B whose runs also pool pairwise (dl19-X with dl20-X, as dl19+dl20-X) into one more "
+            "section per suite and qrels, e.g. 'msmarco-passage/dl19+msmarco-passage/dl20' (repeatable)."
+        ),
+    ] = None,
+    reference: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A run name or glob every run is also tested against on nDCG@10, besides the baseline: one more "
+            "column, corrected together with the baseline comparisons (repeatable)."
+        ),
+    ] = None,
 ) -> None:
     """Write and print the leaderboard of every run under RUNS_DIR, with significance tests against a baseline."""
     from cascade.eval.report import write_leaderboard
 
-    options = _report_options(baseline or [], measure, correction, missing, seed)
+    options = _report_options(baseline or [], measure, correction, missing, seed, pools=pool, references=reference)
     if out is not None and out.is_dir():
         raise CascadeError(f"--out: '{out}' is a folder; give the Markdown file to write")
     if html is not None:
@@ -113,7 +137,7 @@ def leaderboard(
         from cascade.eval.report.markdown import leaderboard_markdown, write_readme
         from cascade.pipelines.manifest import git_commit
 
-        runs = [r for section in board.sections for r in section.runs]
+        runs = [m for section in board.sections for r in section.runs for m in (r.members or [r])]  # pooled: members
         commits = sorted({str((r.manifest.get("git") or {}).get("commit"))[:12] for r in runs})
         now = git_commit()
         stamp = (

@@ -1,4 +1,4 @@
-"""bench/pool_runs.py: one pipeline's DL19 and DL20 run folders as one run over both query sets, for the statistics."""
+"""bench/pool_runs.py (a wrapper of `cascade.eval.report.pool`): one pipeline's DL19 and DL20 run folders as one run."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Reports rebuilt from run folders alone: a Markdown leaderboard, a static HTML site, `cascade compare` tables.
 
 - `runs`: reading run folders (grouped by config hash);  `board`: sections and their statistics (`cascade.eval.stats`);
+- `pool`: runs of one pipeline on two datasets (DL19, DL20) as one run, for the pooled sections (`--pool`);
 - `markdown`, `html` (+ `plot`, `assets/`), `terminal`: the three renderings;  `fmt`: shared wording and formats.
 """
 

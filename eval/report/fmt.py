@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from cascade.eval.report.board import Board, Section
+from cascade.eval.report.runs import RunInfo
 from cascade.eval.stats import CORRECTIONS, Interval, PairResult, StatsConfig
 
 BETTER, WORSE = "▲", "▼"
@@ -72,15 +73,43 @@ def method_note(config: StatsConfig, missing: str) -> str:
 
 
 def section_note(section: Section, config: StatsConfig) -> str:
-    parts = [f"{section.aligned.queries} queries"]
+    """The header line of a section: queries, baseline, the size of each correction's family, missing queries."""
+    parts = [f"{section.aligned.queries} queries", *([section.pooled_from] if section.pooled_from else [])]
     if len(section.runs) < 2:
         parts.append("one run: nothing to compare")
     elif section.baseline is not None:
-        family = section.analysis.family_size(section.primary)
         parts.append(f"baseline: {section.baseline.label} ({section.baseline_note})")
-        parts.append(f"{CORRECTIONS[config.correction]} over {family} comparison{'s' * (family != 1)} per measure")
-    parts.append(section.aligned.note())
+        parts.append(f"{CORRECTIONS[config.correction]} over {family_text(section)}")
+    parts.append(section.aligned.note() + (f" {section.left_out}" if section.left_out else ""))
     return " · ".join(parts)
+
+
+def family_text(section: Section) -> str:
+    """`3 comparisons per measure`, and with --reference runs how many the reference measure's family has."""
+    family = section.analysis.family_size(section.primary)
+    if section.reference_measure == section.primary:
+        family -= section.reference_pairs
+    text = f"{family} comparison{'s' * (family != 1)} per measure"
+    if not section.references:
+        return text
+    total = section.analysis.family_size(section.reference_measure)
+    names = ", ".join(r.label for r in section.references)
+    against = f"reference{'s' * (len(section.references) != 1)} {names}"
+    return f"{text}, {total} for {section.reference_measure} with the {section.reference_pairs} against the {against}"
+
+
+def versus(section: Section, run: RunInfo, reference: RunInfo) -> str:
+    """A reference column's cell: Δ of the reference measure (run minus reference) and its corrected p-value."""
+    if run is reference:
+        return "reference"
+    pair = section.versus(run, reference)
+    if pair is None:
+        return "–"
+    return f"{pair.diff.mean:+.4f} ({pvalue(pair.p_perm_adj)})"
+
+
+def versus_head(section: Section, reference: RunInfo) -> str:
+    return f"Δ {section.reference_measure} vs {reference.label} (p)"
 
 
 def coverage(section: Section, label: str) -> str:

@@ -57,10 +57,10 @@ def _num_sort(value: float | None) -> str:
 
 
 def _leaderboard_table(section: Section, alpha: float) -> str:
-    extra = section.summary_keys
-    head = ["pipeline", "queries", *section.measures, *extra, f"W/T/L {section.primary}", "ms/query"]
-    head.append("ms/query by stage")
-    classes = ["text", "", *[""] * len(section.measures), *[""] * len(extra), "", "", "text"]
+    extra, refs = section.summary_keys, section.references
+    head = ["pipeline", "queries", *section.measures, *extra, f"W/T/L {section.primary}"]
+    head += [fmt.versus_head(section, ref) for ref in refs] + ["ms/query", "ms/query by stage"]
+    classes = ["text", "", *[""] * len(section.measures), *[""] * len(extra), "", *[""] * len(refs), "", "text"]
     rows = []
     for run in section.runs:
         is_base = run is section.baseline
@@ -83,6 +83,11 @@ def _leaderboard_table(section: Section, alpha: float) -> str:
             cells.append(_cell(esc(fmt.summary_value(value)), sort))
         pair = section.pair(run, section.primary)
         cells.append(_cell("baseline" if is_base else esc(fmt.wtl(pair)), "" if pair is None else pair.wins))
+        for ref in refs:
+            versus = section.versus(run, ref)
+            cells.append(
+                _cell(esc(fmt.versus(section, run, ref)), "" if versus is None else _num_sort(versus.diff.mean))
+            )
         cells.append(_cell(esc(fmt.ms(run.ms_per_query)), _num_sort(run.ms_per_query)))
         cells.append(_cell(esc(fmt.stage_ms(run.stage_ms)), fmt.stage_ms(run.stage_ms), "text"))
         rows.append(('<tr class="is-baseline">' if is_base else "<tr>") + "".join(cells) + "</tr>")
@@ -134,10 +139,11 @@ def _stats_table(section: Section, alpha: float) -> str:
         )
     header = "".join(_th(h, c) for h, c in head)
     family = analysis.family_size(section.primary)
+    over = f"the {family} comparisons of each measure" if not section.references else esc(fmt.family_text(section))
     return (
         f"<p class='note'>Δ: pipeline minus reference, per query. rand.: paired randomization test "
-        f"({analysis.config.permutations:,} sign flips). adj.: {esc(corr)} over the {family} comparisons of each "
-        f"measure. Coloured Δ: significant after correction (randomization test, p &lt; {analysis.config.alpha}).</p>"
+        f"({analysis.config.permutations:,} sign flips). adj.: {esc(corr)} over {over}. "
+        f"Coloured Δ: significant after correction (randomization test, p &lt; {analysis.config.alpha}).</p>"
         f'<div class="table-wrap"><table class="sortable stats"><thead><tr>{header}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
@@ -177,20 +183,28 @@ def _docs(record: dict | None, title: str) -> str:
     return f"<div><h6>{esc(title)}</h6><ol>{''.join(items)}</ol></div>"
 
 
+def _topdocs(run: RunInfo, qids: set[str]) -> dict[str, dict]:
+    """The recorded top documents of these queries; a pooled run's are in its members' folders."""
+    out: dict[str, dict] = {}
+    for folder in run.folders:
+        out.update(read_topdocs(folder / "topdocs.jsonl", qids))
+    return out
+
+
 def _drilldown(section: Section, n: int) -> str:
     if section.baseline is None:
         return ""
     base = section.baseline
     chosen = {run.label: section.drilldown(run, n) for run in section.runs if run is not base}
     everything = {q for gains, losses in chosen.values() for q, _, _ in gains + losses}
-    theirs = read_topdocs(base.folder / "topdocs.jsonl", everything) if everything else {}  # read once
+    theirs = _topdocs(base, everything) if everything else {}  # read once
     blocks = []
     for run in section.runs:
         if run is base:
             continue
         gains, losses = chosen[run.label]
         wanted = {q for q, _, _ in gains + losses}
-        mine = read_topdocs(run.folder / "topdocs.jsonl", wanted) if wanted else {}
+        mine = _topdocs(run, wanted) if wanted else {}
         parts = []
         for heading, rows in (("Largest gains", gains), ("Largest losses", losses)):
             parts.append(f"<h5>{heading}</h5>")
@@ -218,7 +232,7 @@ def _facts(run: RunInfo) -> str:
     manifest, git = run.manifest, run.manifest.get("git") or {}
     commit = git.get("commit") or "unknown"
     rows = [
-        ("folder", str(run.folder)),
+        ("pooled from" if run.members else "folder", " + ".join(map(str, run.folders))),
         ("same config also in", ", ".join(map(str, run.copies)) or "–"),
         ("config hash", run.config_hash or "–"),
         ("pipeline", manifest.get("pipeline", "–")),

@@ -20,11 +20,12 @@ def md(text: object) -> str:
 
 
 def section_table(section: Section, alpha: float) -> list[str]:
-    measures, extra = section.measures, section.summary_keys
-    head = ["pipeline", "queries", *measures, *extra, f"W/T/L {section.primary}", "ms/query", "ms/query by stage"]
+    measures, extra, refs = section.measures, section.summary_keys, section.references
+    head = ["pipeline", "queries", *measures, *extra, f"W/T/L {section.primary}"]
+    head += [fmt.versus_head(section, ref) for ref in refs] + ["ms/query", "ms/query by stage"]
     lines = [
         "| " + " | ".join(md(h) for h in head) + " |",
-        "|---|---:|" + "---:|" * (len(measures) + len(extra) + 2) + "---|",
+        "|---|---:|" + "---:|" * (len(measures) + len(extra) + len(refs) + 2) + "---|",
     ]
     for run in section.runs:
         cells = [md(run.label), fmt.coverage(section, run.label)]
@@ -34,6 +35,7 @@ def section_table(section: Section, alpha: float) -> list[str]:
             cells.append(fmt.mean_pm(section.mean(run, measure)) + (f" {mark}" if mark else ""))
         cells += [md(fmt.summary_value(run.summary.get(key))) for key in extra]
         cells.append("baseline" if run is section.baseline else fmt.wtl(section.pair(run, section.primary)))
+        cells += [fmt.versus(section, run, ref) for ref in refs]
         cells.append(fmt.ms(run.ms_per_query))
         cells.append(md(fmt.stage_ms(run.stage_ms)))
         lines.append("| " + " | ".join(cells) + " |")

@@ -28,6 +28,7 @@ class RunInfo:
     perquery: pd.DataFrame
     copies: list[Path] = field(default_factory=list)  # other folders with the same config hash
     label: str = ""  # the name shown; unique within its dataset section
+    members: list[RunInfo] = field(default_factory=list)  # a pooled run's runs, one per dataset (`pool`)
 
     def __post_init__(self) -> None:
         self.label = self.label or self.name
@@ -38,9 +39,24 @@ class RunInfo:
 
     @property
     def dataset(self) -> str:
-        qrels = str(self.metrics.get("qrels") or "default")
+        """The section a run belongs to: the dataset, and its qrels when they are not the dataset's own."""
+        qrels = self.qrels
         name = str(self.metrics.get("dataset", "?"))
         return name if qrels in ("default", "-") else f"{name} ({qrels} qrels)"
+
+    @property
+    def qrels(self) -> str:
+        return str(self.metrics.get("qrels") or "default")
+
+    @property
+    def dataset_name(self) -> str:
+        """The dataset alone, as `--pool` names it: metrics.json's (what `dataset` shows), else the manifest's."""
+        return str(self.metrics.get("dataset") or (self.manifest.get("dataset") or {}).get("name") or "?")
+
+    @property
+    def folders(self) -> list[Path]:
+        """Where its files are: the run folder, or a pooled run's members' folders (it has none of its own)."""
+        return [m.folder for m in self.members] or [self.folder]
 
     @property
     def config_hash(self) -> str | None:
@@ -152,11 +168,11 @@ def collect_runs(root: str | Path) -> list[RunInfo]:
         newest = members[0]
         newest.copies = [m.folder for m in members[1:]]
         runs.append(newest)
-    _unique_labels(runs)
+    unique_labels(runs)
     return sorted(runs, key=lambda r: (r.suite, r.dataset, r.name))
 
 
-def _unique_labels(runs: list[RunInfo]) -> None:
+def unique_labels(runs: list[RunInfo]) -> None:
     """Two different configs with one name on one dataset get the config hash's start appended."""
     seen: dict[tuple[str, str, str], int] = {}
     for run in runs:
