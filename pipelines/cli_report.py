@@ -107,7 +107,7 @@ def leaderboard(
         list[str] | None,
         typer.Option(
             help="Datasets A+B whose runs also pool pairwise (dl19-X with dl20-X, as dl19+dl20-X) into one more "
-            "section per suite and qrels, e.g. 'msmarco-passage/dl19+msmarco-passage/dl20' (repeatable)."
+            "section per qrels (across suites), e.g. 'msmarco-passage/dl19+msmarco-passage/dl20' (repeatable)."
         ),
     ] = None,
     reference: Annotated[
