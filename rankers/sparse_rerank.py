@@ -3,13 +3,16 @@
     - bm25: {k: 1000}
     - sparse_rerank: {encoder: splade-tiny, k: 100}
 
-The documents' vectors come from the corpus vectors the `sparse` stage caches (`.cascade/sparse_vectors/<key>/`,
-the same content key, so the same encoder, corpus, max_length, batch_size and compute read the same entry) when
-the store holds them; otherwise only the candidates are encoded, and nothing is written to the store. Which of the
-two it was is part of the stage's cache key (a freshly encoded candidate and its cached corpus vector may differ
-in the last bits) and of its statistics. Queries are encoded as `sparse` encodes them (the query text only, no
-instruction), so over the same documents its scores are the `sparse` stage's inner products, accumulated in
-float64. Ties keep the upstream order, as every reranker's.
+By default only the candidates are encoded, and nothing is written to the store. With `corpus_vectors: true` the
+documents' vectors come from the corpus vectors the `sparse` stage caches (`.cascade/sparse_vectors/<key>/`, the
+same content key, so the same encoder, corpus, max_length, batch_size and compute read the same entry), encoded
+here first when the store lacks them. The choice is a parameter, as `dense_rerank`'s `corpus_embeddings`, and not
+whatever the store happens to hold: a candidate encoded in its own batch and its corpus vector may differ in the
+last bits, enough to flip a tree split downstream (the cv suite's LambdaMART moved by 2e-3 nDCG@10), and a config
+must give the same run whatever ran before it. Which vectors were read is in the stage's cache key and statistics.
+Queries are encoded as `sparse` encodes them (the query text only, no instruction), so over the same documents its
+scores are the `sparse` stage's inner products, accumulated in float64. Ties keep the upstream order, as every
+reranker's.
 """
 
 from __future__ import annotations
@@ -27,9 +30,8 @@ from cascade.indexes.sparse_encoder import encode
 from cascade.indexes.sparse_vectors import SparseVectors
 from cascade.rankers.base import Context, Output, Params, Stage
 from cascade.rankers.dense import rerank_merge, split_top_k
-from cascade.rankers.sparse_index import load_vectors, sparse_encoder, vectors_address
-
-VECTORS_KIND = "sparse_vectors"  # the store kind `sparse_index.corpus_vectors` builds into
+from cascade.rankers.sparse_index import corpus_vectors, load_vectors, sparse_encoder, vectors_address
+from cascade.rankers.sparse_params import SparseParams
 
 
 class SparseRerankParams(Params):
@@ -41,6 +43,9 @@ class SparseRerankParams(Params):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     shard_size: int = Field(100_000, gt=0, description="the `sparse` stage's shard size, to find its corpus vectors")
+    corpus_vectors: bool = Field(
+        False, description="read document vectors from the corpus vectors `sparse` builds (encoded here if missing)"
+    )
 
 
 class SparseRerank(Stage):
@@ -56,12 +61,27 @@ class SparseRerank(Stage):
         p = self.params
         return sparse_encoder(p.encoder, p.device, p.precision)
 
+    def sparse_params(self) -> SparseParams:
+        """The `sparse` stage's parameters that address the same corpus vectors."""
+        p = self.params
+        return SparseParams(
+            encoder=p.encoder,
+            index="exact",
+            max_length=p.max_length,
+            batch_size=p.batch_size,
+            device=p.device,
+            precision=p.precision,
+            shard_size=p.shard_size,
+        )
+
     def vectors_key(self, ctx: Context) -> str | None:
-        """The content key of the cached corpus vectors `sparse` would read with these settings, if they exist."""
+        """The content key of the corpus vectors it reads (with `corpus_vectors: true`), built or not yet."""
+        if not self.params.corpus_vectors:
+            return None
         p = self.params
         fingerprint = ctx.require_corpus(self.name).fingerprint
         _, key = vectors_address(self.encoder().identity(), fingerprint, p.max_length, p.batch_size, p.shard_size)
-        return key if ctx.store.has(VECTORS_KIND, key) else None
+        return key
 
     def cache_parts(self, ctx: Context) -> dict:
         return {
@@ -76,7 +96,7 @@ class SparseRerank(Stage):
     def apply(self, inp: pd.DataFrame, ctx: Context, inputs: list[pd.DataFrame]) -> Output:
         p = self.params
         head, tail = split_top_k(inp, p.k)
-        key = self.vectors_key(ctx)
+        folder, key = corpus_vectors(self.sparse_params(), ctx) if p.corpus_vectors and not head.empty else (None, None)
         stats: dict[str, Any] = {"corpus_vectors": key, "encoded_documents": 0}
         if head.empty:
             return Output(rerank_merge(head.assign(score=np.zeros(0)), tail), stats)
@@ -85,7 +105,7 @@ class SparseRerank(Stage):
         first = head.drop_duplicates("qid").set_index("qid")["query"]
         queries = encode(encoder, [str(first[q]) for q in qids], max_length=p.query_max_length, batch_size=p.batch_size)
         if key is not None:
-            docs = load_vectors(ctx.store.path(VECTORS_KIND, key))
+            docs = load_vectors(folder)
             row_of = {d: i for i, d in enumerate(docs.docnos or [])}
             missing = [d for d in pd.unique(head["docno"]) if d not in row_of]
             if missing:  # a run from elsewhere (a run file) may name documents the corpus lacks

@@ -72,25 +72,32 @@ def test_scores_are_inner_products_and_only_candidates_are_encoded(sample, tmp_p
     assert vector_entries(tmp_path / "cache") == []
 
 
-def test_cached_corpus_vectors_are_read_when_sparse_made_them(sample, tmp_path):
+def test_corpus_vectors_are_read_only_when_asked_and_the_default_ignores_the_cache(sample, tmp_path):
+    """`corpus_vectors: true` reads (building when missing) the vectors `sparse` caches; the default encodes the
+    candidates whether or not the store holds them, so a config's run never depends on what ran before it."""
     ctx = fresh(sample, tmp_path / "cache")
     queries = sample.queries.head(12).reset_index(drop=True)
     encoded = execute(BM25(k=20) >> SparseRerank(k=20, **FP32), queries, ctx)
-    execute(Sparse(index="exact", k=20, measure=False, **FP32), queries, ctx)
+    assert vector_entries(tmp_path / "cache") == []
+    read = execute(BM25(k=20) >> SparseRerank(k=20, corpus_vectors=True, **FP32), queries, ctx)
     entries = vector_entries(tmp_path / "cache")
-    assert len(entries) == 1
-    read = execute(BM25(k=20) >> SparseRerank(k=20, **FP32), queries, ctx)
-    stats = read.timings[-1].stats
-    assert stats == {"corpus_vectors": entries[0], "encoded_documents": 0}
-    assert not read.timings[-1].cached  # another source of vectors is another cache key
-    assert vector_entries(tmp_path / "cache") == entries  # nothing encoded again
+    assert len(entries) == 1  # built here, since nothing had made them
+    assert read.timings[-1].stats == {"corpus_vectors": entries[0], "encoded_documents": 0}
+    execute(Sparse(index="exact", k=20, measure=False, **FP32), queries, ctx)
+    assert vector_entries(tmp_path / "cache") == entries  # `sparse` reads the same entry: nothing encoded again
+    # the default, with the vectors now in the store: a fresh cache key is not made, the first run is served
+    again = execute(BM25(k=20) >> SparseRerank(k=20, **FP32), queries, ctx)
+    assert again.timings[-1].cached and again.frame.equals(encoded.frame)
+    fresh_ctx = fresh(sample, tmp_path / "other")
+    recomputed = execute(BM25(k=20) >> SparseRerank(k=20, **FP32), queries, fresh_ctx)
+    assert recomputed.frame.equals(encoded.frame) and recomputed.timings[-1].stats["corpus_vectors"] is None
     # the same scores either way (one candidate's vector encoded alone or in the corpus batch: float noise only)
     merged = encoded.frame.merge(read.frame, on=["qid", "docno"])
     assert len(merged) == len(read.frame)
     np.testing.assert_allclose(merged["score_x"], merged["score_y"], rtol=0, atol=1e-5)
-    # other encoding settings are other vectors: they are not read
-    other = execute(BM25(k=20) >> SparseRerank(k=20, max_length=128, **FP32), queries, ctx)
-    assert other.timings[-1].stats["corpus_vectors"] is None
+    # other encoding settings are other vectors
+    other = execute(BM25(k=20) >> SparseRerank(k=20, max_length=128, corpus_vectors=True, **FP32), queries, ctx)
+    assert other.timings[-1].stats["corpus_vectors"] not in (None, entries[0])
 
 
 def test_agrees_with_exact_sparse_search(sample, tmp_path):
