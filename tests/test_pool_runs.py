@@ -55,3 +55,26 @@ def test_a_query_in_two_members_is_refused(tmp_path: Path) -> None:
     b = run_folder(tmp_path, "dl20-x", "msmarco-passage/dl20", {"1": 0.5}, {})
     with pytest.raises(CascadeError, match="disjoint"):
         pool([a, b], tmp_path / "pooled")
+
+
+def test_a_folder_with_other_files_is_never_written_into(tmp_path):
+    """A user's files are sacred: --out naming a folder cascade did not pool into is refused, untouched."""
+    import pandas as pd
+
+    from cascade.eval.report.pool import pool_runs, write_pooled
+    from cascade.eval.report.runs import RunInfo
+
+    frame = pd.DataFrame({"qid": ["1"], "measure": ["nDCG@10"], "value": [0.5]})
+    runs = [
+        RunInfo(f"dl{y}-x", tmp_path / f"dl{y}-x", {"dataset": f"d/dl{y}", "measures": {"nDCG@10": 0.5}}, {}, {},
+                frame.assign(qid=f"{y}"))
+        for y in (19, 20)
+    ]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "manifest.json").write_text("{}")
+    with pytest.raises(CascadeError, match="did not pool there"):
+        write_pooled(pool_runs(runs), mine)
+    assert (mine / "manifest.json").read_text() == "{}" and sorted(p.name for p in mine.iterdir()) == ["manifest.json"]
+    again = write_pooled(pool_runs(runs), tmp_path / "pooled")
+    assert write_pooled(pool_runs(runs), again) == again  # its own folder may be written again

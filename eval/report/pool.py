@@ -146,11 +146,21 @@ def write_pooled(run: RunInfo, out: str | Path) -> Path:
     """A pooled run as a folder `cascade compare` and `leaderboard` read: perquery.tsv, metrics.json,
     manifest.json, config.json; no run file, since nothing is re-scored."""
     out = Path(out)
+    if out.exists() and any(out.iterdir()) and not _pooled_before(out):
+        raise CascadeError(f"--out: '{out}' holds files cascade did not pool there; give a new or empty folder")
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "perquery.tsv", run.perquery.to_csv(sep="\t", index=False))
     for file, value in (("metrics.json", run.metrics), ("manifest.json", run.manifest), ("config.json", run.config)):
         write_text(out / file, json.dumps(value, indent=2) + "\n")
     return out
+
+
+def _pooled_before(folder: Path) -> bool:
+    """A folder `write_pooled` wrote (its manifest names the members), which it may write again."""
+    try:
+        return "pooled_from" in json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 @dataclass
