@@ -137,19 +137,25 @@ def _measures(runs: list[RunInfo], wanted: tuple[str, ...]) -> list[str]:
     return found
 
 
+def _named(runs: list[RunInfo], option: str, pattern: str, dataset: str) -> RunInfo | None:
+    """The one run of a section a name or glob names (by name or label); several is an error naming them."""
+    matches = [r for r in runs if fnmatch.fnmatchcase(r.name, pattern) or fnmatch.fnmatchcase(r.label, pattern)]
+    if len(matches) > 1:
+        names = ", ".join(r.label for r in matches)
+        raise CascadeError(f"{option} {pattern!r} matches {len(matches)} runs on {dataset}: {names}")
+    return matches[0] if matches else None
+
+
 def _pick_baseline(
     runs: list[RunInfo], patterns: tuple[str, ...], means: dict[str, float], primary: str
 ) -> tuple[RunInfo | None, str, set[str]]:
     """The run that the patterns name in this section, else the weakest on the primary measure."""
     used: set[str] = set()
     for pattern in patterns:
-        matches = [r for r in runs if fnmatch.fnmatchcase(r.name, pattern) or fnmatch.fnmatchcase(r.label, pattern)]
-        if len(matches) > 1:
-            names = ", ".join(r.label for r in matches)
-            raise CascadeError(f"--baseline {pattern!r} matches {len(matches)} runs on {runs[0].dataset}: {names}")
-        if matches:
+        match = _named(runs, "--baseline", pattern, runs[0].dataset)
+        if match is not None:
             used.add(pattern)
-            return matches[0], "chosen with --baseline", used
+            return match, "chosen with --baseline", used
     if len(runs) < 2:
         return None, "one run: nothing to compare", used
     weakest = min(runs, key=lambda r: (means.get(r.label, np.inf), r.label))
@@ -163,14 +169,11 @@ def _pick_references(
     found: list[RunInfo] = []
     used: set[str] = set()
     for pattern in patterns:
-        matches = [r for r in runs if fnmatch.fnmatchcase(r.name, pattern) or fnmatch.fnmatchcase(r.label, pattern)]
-        if len(matches) > 1:
-            names = ", ".join(r.label for r in matches)
-            raise CascadeError(f"--reference {pattern!r} matches {len(matches)} runs on {dataset}: {names}")
-        if matches:
+        match = _named(runs, "--reference", pattern, dataset)
+        if match is not None:
             used.add(pattern)
-            if matches[0] is not baseline and matches[0] not in found:
-                found.append(matches[0])
+            if match is not baseline and match not in found:
+                found.append(match)
     return (found if baseline is not None else []), used
 
 
